@@ -1,0 +1,76 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <thread>
+
+#include "pipeline/cache/pins.h"
+#include "pipeline/cli/commands.h"
+#include "pipeline/cli/session.h"
+#include "pipeline/exec/executor.h"
+#include "pipeline/exec/progress.h"
+#include "pipeline/util/cancel.h"
+#include "pipeline/util/fs.h"
+
+namespace petal::cli {
+
+CLI::App* setup_run(CLI::App& app, RunOptions& options) {
+  CLI::App* command = app.add_subcommand("run", "run an experiment: execute the stages whose inputs changed");
+  add_experiment_options(*command, options.experiment);
+  command->add_option("-j,--jobs", options.jobs, "stages run in parallel (default: number of cores)")
+      ->check(CLI::Range(1, 256));
+  command->add_flag("--explain", options.explain, "say why each stage that runs is not cached");
+  command->add_flag("--verify", options.verify, "re-hash cached outputs instead of trusting size and mtime");
+  command->add_flag("-k,--keep-going", options.keep_going, "after a failure, still run stages that do not depend on it");
+  command->add_option("--pin", options.pin, "after success, pin this run's cache entries under NAME (kept by gc)")
+      ->type_name("NAME");
+  return command;
+}
+
+namespace {
+std::string make_run_id() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &utc);
+  std::random_device device;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", device() & 0xffffffu);
+  return std::string(stamp) + "-" + suffix;
+}
+}  // namespace
+
+int run_run(const GlobalOptions& global, const RunOptions& options) {
+  Interrupt::install_handlers();
+  auto session = Session::open(global, options.experiment);
+  const Plan plan = session->plan(options.verify);
+
+  const int jobs = options.jobs > 0 ? options.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::string run_id = make_run_id();
+  std::printf("petal: %s — %zu stages (%zu cached), run %s\n", session->experiment.name.c_str(), plan.stages.size(),
+              plan.cached_count(), run_id.c_str());
+  ProgressPrinter printer(stdout, plan.stages.size(), session->experiment.name, &session->log, &session->cache,
+                          options.explain);
+  ExecuteOptions execute_options;
+  execute_options.jobs = jobs;
+  execute_options.keep_going = options.keep_going;
+  execute_options.run_id = run_id;
+  execute_options.experiment = session->experiment.name;
+  execute_options.base_dir = session->base_dir();
+  const RunResult result = execute(plan, session->cache, session->log, printer, execute_options);
+  printer.print_summary(result);
+  if (result.exit_code == kExitInterrupted) {
+    std::printf("petal: interrupted; completed stages are cached, nothing partial was kept\n");
+  }
+  if (result.exit_code == kExitOk && !options.pin.empty()) {
+    Pin pin{options.pin, session->experiment.name, {}, now_ms()};
+    for (const auto& stage : plan.stages) pin.keys.push_back(stage.key);
+    Pins(session->project.pins_dir()).save(pin);
+    std::printf("petal: pinned %zu entries as '%s'\n", pin.keys.size(), options.pin.c_str());
+  }
+  return result.exit_code;
+}
+
+}  // namespace petal::cli

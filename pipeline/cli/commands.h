@@ -1,0 +1,65 @@
+#pragma once
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+// One subcommand per file (cmd_<name>.cpp): an options struct, a setup_<name> that binds the
+// command line to it, and a run_<name> that returns the process's exit code. main() dispatches.
+namespace petal::cli {
+
+// Options every subcommand understands.
+struct GlobalOptions {
+  std::string state_dir;  // --state-dir; empty: $PETAL_HOME, then the nearest .petal folder
+};
+
+struct ExperimentOptions {
+  std::string file;
+  std::vector<std::string> overrides;  // --set
+};
+void add_experiment_options(CLI::App& command, ExperimentOptions& options);
+
+struct RunOptions {
+  ExperimentOptions experiment;
+  int jobs = 0;  // 0: number of cores
+  bool explain = false;
+  bool verify = false;
+  bool keep_going = false;
+  std::string pin;
+};
+CLI::App* setup_run(CLI::App& app, RunOptions& options);
+int run_run(const GlobalOptions& global, const RunOptions& options);
+
+struct StatusOptions {
+  ExperimentOptions experiment;
+  bool explain = false;
+  bool verify = false;
+  bool json = false;
+};
+CLI::App* setup_status(CLI::App& app, StatusOptions& options);
+int run_status(const GlobalOptions& global, const StatusOptions& options);
+
+struct ConfigOptions {
+  ExperimentOptions experiment;
+  bool json = false;
+};
+CLI::App* setup_config(CLI::App& app, ConfigOptions& options);
+int run_config(const GlobalOptions& global, const ConfigOptions& options);
+
+struct GcOptionsCli {
+  std::string max_size;
+  bool dry_run = false;
+};
+CLI::App* setup_gc(CLI::App& app, GcOptionsCli& options);
+int run_gc(const GlobalOptions& global, const GcOptionsCli& options);
+
+struct PinOptions {
+  ExperimentOptions experiment;
+  std::string name;
+  bool list = false;
+  std::string remove;
+};
+CLI::App* setup_pin(CLI::App& app, PinOptions& options);
+int run_pin(const GlobalOptions& global, const PinOptions& options);
+
+}  // namespace petal::cli

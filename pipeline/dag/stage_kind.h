@@ -1,0 +1,69 @@
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "pipeline/config/param_spec.h"
+
+namespace petal {
+
+// What a stage reports besides its files: final metrics (name -> number), per-step metric series
+// and short human-readable notes. Stored with the committed cache entry, so a cached stage can
+// still show its results.
+struct StageReport {
+  nlohmann::json metrics = nlohmann::json::object();
+  std::vector<std::string> notes;
+
+  void metric(const std::string& name, double value) { metrics[name] = value; }
+  void note(std::string text) { notes.push_back(std::move(text)); }
+  nlohmann::json to_json() const;
+  static StageReport from_json(const nlohmann::json& json);
+};
+
+// Everything a stage implementation sees while it runs. It must write only below `output_dir`;
+// the executor commits that folder atomically on success and discards it on failure.
+struct StageContext {
+  std::string stage_name;
+  const nlohmann::json& params;                          // canonical, defaults filled in
+  std::map<std::string, std::filesystem::path> inputs;   // upstream stage name -> its committed out/
+  std::filesystem::path output_dir;
+  std::filesystem::path log_file;                        // where subprocess output goes
+  std::filesystem::path base_dir;                        // the experiment file's folder
+  std::function<bool()> cancelled;                       // poll in long loops; throw StageCancelled
+  StageReport& report;
+};
+
+// Thrown by an implementation that noticed `cancelled()`; the executor treats it as an interruption.
+struct StageCancelled : std::exception {
+  const char* what() const noexcept override { return "stage cancelled"; }
+};
+
+// A file or folder outside the cache whose content enters the stage's key (e.g. a local dataset).
+struct ExternalInput {
+  std::string param;              // the parameter naming it, for error messages and --explain
+  std::filesystem::path path;
+  std::string id;                 // its name in the key when a parameter names several ("deps[1]")
+  const std::string& name() const { return id.empty() ? param : id; }
+};
+
+// A registered kind of stage: its parameters (validated by the config loader), its default
+// upstream stages and its implementation. Bump `version` whenever the implementation's output
+// changes for the same inputs: it is part of every key.
+struct StageKind {
+  std::string name;
+  std::string version;
+  std::string summary;
+  std::vector<ParamSpec> params;
+  std::vector<std::string> default_needs;
+  bool uses_torch = false;  // the key then includes the LibTorch version
+  std::function<std::vector<ExternalInput>(const nlohmann::json& params)> external_inputs;
+  // Checks across parameters that ParamSpec cannot express; returns (param, complaint) pairs,
+  // each complaint phrased to follow the key ("must sum to 1 (got 1.2)").
+  std::function<std::vector<std::pair<std::string, std::string>>(const nlohmann::json& params)> check;
+  std::function<void(StageContext&)> run;
+};
+
+}  // namespace petal

@@ -1,0 +1,21 @@
+#include "pipeline/exec/project.h"
+
+#include <cstdlib>
+
+namespace petal {
+
+namespace fs = std::filesystem;
+
+Project Project::locate(const std::optional<fs::path>& explicit_dir) {
+  if (explicit_dir && !explicit_dir->empty()) return Project{fs::absolute(*explicit_dir)};
+  if (const char* home = std::getenv("PETAL_HOME"); home && *home) return Project{fs::absolute(home)};
+  const fs::path cwd = fs::current_path();
+  std::error_code ec;
+  for (fs::path dir = cwd; !dir.empty(); dir = dir.parent_path()) {
+    if (fs::is_directory(dir / ".petal", ec)) return Project{dir / ".petal"};
+    if (dir == dir.root_path()) break;
+  }
+  return Project{cwd / ".petal"};
+}
+
+}  // namespace petal

@@ -1,0 +1,32 @@
+#pragma once
+#include <filesystem>
+#include <functional>
+
+namespace petal {
+
+// An exclusive advisory lock (flock) on a lock file. The kernel drops it when the holder dies, so a
+// SIGKILLed petal never leaves a stale lock. The descriptor is close-on-exec: child processes (stage
+// commands, workers) never inherit, and so never prolong, a lock.
+class FileLock {
+ public:
+  FileLock() = default;
+  ~FileLock();
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+  static FileLock acquire(const std::filesystem::path& path);      // blocks; throws on I/O errors
+  // Waits for the lock, giving up (returning an unheld lock) once `should_stop` turns true.
+  static FileLock acquire(const std::filesystem::path& path, const std::function<bool()>& should_stop);
+  static FileLock try_acquire(const std::filesystem::path& path);  // !held() when someone else holds it
+
+  bool held() const { return fd_ >= 0; }
+  void release();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+}  // namespace petal

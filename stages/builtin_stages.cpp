@@ -1,0 +1,16 @@
+#include "pipeline/dag/stage_registry.h"
+#include "stages/download/download_stage.h"
+#include "stages/shell/shell_stage.h"
+#include "stages/split/split_stage.h"
+
+namespace petal {
+
+// Registration order is the canonical pipeline order (it breaks ties in the topological sort).
+// The torch stages (augment, train, finetune, evaluate, register) join here as they are built.
+void register_builtin_stages(StageRegistry& registry) {
+  registry.add(make_download_stage());
+  registry.add(make_split_stage());
+  registry.add(make_shell_stage());
+}
+
+}  // namespace petal

@@ -184,8 +184,11 @@ class Validator {
       fail(item.where, full + " must be " + spec.type_name() + " (got a table)");
       return;
     }
+    const bool wants_text =
+        spec.type == ParamType::String || spec.type == ParamType::Path || spec.type == ParamType::Choice;
+    const json& given = (wants_text && item.typed_text && !item.leaf.is_string()) ? json(*item.typed_text) : item.leaf;
     json canonical;
-    const std::string complaint = check_param_value(spec, item.leaf, &canonical);
+    const std::string complaint = check_param_value(spec, given, &canonical);
     if (!complaint.empty()) {
       fail(item.where, full + " " + complaint);
       return;

@@ -189,6 +189,7 @@ void apply_override(RawValue& root, const std::string& assignment) {
     value.leaf = text;
     value.where = where;
   }
+  value.typed_text = text;
   RawValue* node = &root;
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
     RawValue& child = node->table[parts[i]];

@@ -17,6 +17,9 @@ struct RawValue {
   std::map<std::string, RawValue> table;
   nlohmann::json leaf;
   SourceLocation where;
+  // For `--set` values: the text as typed, so `--set s.command=true` can still mean the string
+  // "true" when the parameter is a string.
+  std::optional<std::string> typed_text;
 };
 
 // Parses one TOML file (syntax errors become PetalError with the parser's position).

@@ -1,0 +1,110 @@
+#include <doctest/doctest.h>
+
+#include "tests/support/test_support.h"
+
+using namespace petal;
+using petal::test::TempDir;
+
+namespace {
+
+struct Cli {
+  TempDir dir;
+  int code = 0;
+  std::string out;
+  int run(const std::string& args) {
+    code = test::run_command("cd " + dir.path().string() + " && " + test::petal_binary() + " --state-dir state " + args,
+                             &out);
+    return code;
+  }
+};
+
+const char* kShellPipeline =
+    "name = \"cli\"\n"
+    "[first]\nkind = \"shell\"\ncommand = \"echo 1 > $PETAL_OUT/v\"\n"
+    "[second]\nkind = \"shell\"\nneeds = [\"first\"]\ncommand = \"cat $PETAL_IN_FIRST/v > $PETAL_OUT/v\"\n";
+
+}  // namespace
+
+TEST_CASE("petal --help and --version succeed") {
+  Cli cli;
+  CHECK(cli.run("--help") == 0);
+  CHECK(cli.out.find("run") != std::string::npos);
+  CHECK(cli.out.find("Exit codes") != std::string::npos);
+  CHECK(cli.run("--version") == 0);
+  CHECK(cli.out.rfind("petal 0.", 0) == 0);
+  CHECK(cli.run("run --help") == 0);
+  CHECK(cli.out.find("--explain") != std::string::npos);
+}
+
+TEST_CASE("bad command lines exit 2") {
+  Cli cli;
+  CHECK(cli.run("") == 2);
+  CHECK(cli.run("frobnicate") == 2);
+  CHECK(cli.run("run missing.toml") == 2);
+}
+
+TEST_CASE("run, then a cached re-run, then status --explain after an override") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", kShellPipeline);
+  REQUIRE(cli.run("run x.toml") == 0);
+  CHECK(cli.out.find("petal: 2 ran, 0 cached") != std::string::npos);
+  REQUIRE(cli.run("run x.toml") == 0);
+  CHECK(cli.out.find("petal: 0 ran, 2 cached") != std::string::npos);
+  REQUIRE(cli.run("status x.toml --explain --set \"first.command=echo 2 > \\$PETAL_OUT/v\"") == 0);
+  CHECK(cli.out.find("first        shell      stale") != std::string::npos);
+  CHECK(cli.out.find("why: parameter first.command changed: \"echo 1 > $PETAL_OUT/v\" -> \"echo 2 > $PETAL_OUT/v\"") !=
+        std::string::npos);
+  CHECK(cli.out.find("why: input 'first' changed: its key went ") != std::string::npos);
+  REQUIRE(cli.run("run x.toml --explain --set \"first.command=echo 2 > \\$PETAL_OUT/v\"") == 0);
+  CHECK(cli.out.find("why: parameter first.command changed") != std::string::npos);
+  CHECK(cli.out.find("petal: 2 ran, 0 cached") != std::string::npos);
+}
+
+TEST_CASE("config errors exit 2 and show file:line:col, the line and a caret") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", "name = \"e\"\n[s]\nkind = \"shell\"\ncomand = \"true\"\n");
+  CHECK(cli.run("run x.toml") == 2);
+  CHECK(cli.out.find("petal: error: x.toml:4:1: s.comand is not a parameter of stage kind 'shell' (did you mean "
+                     "'command'?)") != std::string::npos);
+  CHECK(cli.out.find("    comand = \"true\"\n    ^") != std::string::npos);
+}
+
+TEST_CASE("a failing stage exits 1 and prints its log") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", "name = \"f\"\n[s]\nkind = \"shell\"\ncommand = \"echo broken >&2; false\"\n");
+  CHECK(cli.run("run x.toml") == 1);
+  CHECK(cli.out.find("FAILED") != std::string::npos);
+  CHECK(cli.out.find("broken") != std::string::npos);
+}
+
+TEST_CASE("config prints canonical TOML and JSON") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", kShellPipeline);
+  REQUIRE(cli.run("config x.toml --set first.command=true") == 0);
+  CHECK(cli.out.find("[first]\ncommand = \"true\"\ndeps = []\nkind = \"shell\"\nneeds = []") != std::string::npos);
+  REQUIRE(cli.run("config x.toml --json") == 0);
+  CHECK(cli.out.find("\"stages\": {") != std::string::npos);
+}
+
+TEST_CASE("gc and pin from the command line") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", kShellPipeline);
+  REQUIRE(cli.run("run x.toml --pin keep") == 0);
+  CHECK(cli.out.find("pinned 2 entries as 'keep'") != std::string::npos);
+  REQUIRE(cli.run("gc --max-size 0") == 0);
+  CHECK(cli.out.find("removed 0, kept 2 pinned") != std::string::npos);
+  REQUIRE(cli.run("pin --remove keep") == 0);
+  REQUIRE(cli.run("gc --max-size 0 --dry-run") == 0);
+  CHECK(cli.out.find("would remove 2") != std::string::npos);
+  REQUIRE(cli.run("gc --max-size 0") == 0);
+  CHECK(cli.run("run x.toml") == 0);
+  CHECK(cli.out.find("petal: 2 ran") != std::string::npos);
+  CHECK(cli.run("gc --max-size lots") == 2);
+}
+
+TEST_CASE("status --json lists every stage's state") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml", kShellPipeline);
+  REQUIRE(cli.run("status x.toml --json") == 0);
+  CHECK(cli.out.find("\"state\": \"stale\"") != std::string::npos);
+}

@@ -1,0 +1,166 @@
+#include <doctest/doctest.h>
+
+#include "pipeline/config/experiment.h"
+#include "tests/support/test_support.h"
+
+using namespace petal;
+using petal::test::TempDir;
+using petal::test::write_file;
+
+namespace {
+
+Experiment load(const TempDir& dir, const std::string& text, std::vector<std::string> overrides = {}) {
+  write_file(dir / "x.toml", text);
+  return load_experiment(dir / "x.toml", test::test_registry(), LoadOptions{std::move(overrides)});
+}
+
+// Every error message of a failed load, one per line, with positions relative to the temp dir.
+std::string errors_of(const TempDir& dir, const std::string& text, std::vector<std::string> overrides = {}) {
+  try {
+    load(dir, text, std::move(overrides));
+  } catch (const PetalError& e) {
+    std::string message = e.what();
+    const std::string prefix = dir.path().string() + "/";
+    for (std::size_t at; (at = message.find(prefix)) != std::string::npos;) message.erase(at, prefix.size());
+    return message;
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("a valid experiment resolves with defaults filled in") {
+  TempDir dir;
+  const Experiment e = load(dir, "name = \"demo\"\n[greet]\nkind = \"emit\"\ntext = \"hi\"\n");
+  CHECK(e.name == "demo");
+  REQUIRE(e.stages.size() == 1);
+  CHECK(e.stages[0].kind == "emit");
+  CHECK(e.stages[0].params.at("text").value == "hi");
+  CHECK(e.stages[0].params.at("sleep_ms").value == 0);
+  CHECK(e.stages[0].params.at("rate").value == 0.5);
+  CHECK(e.stages[0].params.at("text").where.line == 4);
+  CHECK_FALSE(e.stages[0].params.at("sleep_ms").where.known());
+}
+
+TEST_CASE("exact error texts for invalid values") {
+  TempDir dir;
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = -3\n") ==
+        "x.toml:4:1: g.sleep_ms must be >= 0 (got -3)");
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = \"ten\"\n") ==
+        "x.toml:4:1: g.sleep_ms must be an integer (got string \"ten\")");
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nrate = 0\n") ==
+        "x.toml:4:1: g.rate must be > 0 and <= 1 (got 0)");
+  CHECK(errors_of(dir, "name = \"d\"\n[split]\nratios = [0.5, 0.5]\n") ==
+        "x.toml:3:1: split.ratios must be a list of 3 numbers (got array [0.5,0.5])");
+  CHECK(errors_of(dir, "name = \"d\"\n[split]\nratios = [0.7, 0.2, 0.2]\n") ==
+        "x.toml:3:1: split.ratios must sum to 1 (got 1.1)");
+  CHECK(errors_of(dir, "name = \"d\"\n[download]\nsource = \"lcoal\"\npath = \".\"\n") ==
+        "x.toml:3:1: download.source must be one of \"local\" (got \"lcoal\"; did you mean \"local\"?)");
+}
+
+TEST_CASE("unknown keys get a did-you-mean suggestion") {
+  TempDir dir;
+  CHECK(errors_of(dir, "nmae = \"d\"\n") ==
+        "x.toml:1:1: unknown key 'nmae' (did you mean 'name'?); top-level keys are name, description, extends, "
+        "tracking, and one table per stage\n"
+        "x.toml: name is required, e.g. name = \"flowers5\"");
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\ntxt = \"a\"\n") ==
+        "x.toml:4:1: g.txt is not a parameter of stage kind 'emit' (did you mean 'text'?); its parameters are: "
+        "text, sleep_ms, fail, rate");
+  CHECK(errors_of(dir, "name = \"d\"\n[splt]\n") ==
+        "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, shell, "
+        "emit, concat; to name a stage freely, set kind = \"...\" in its table");
+  CHECK(errors_of(dir, "name = \"d\"\n[tracking]\nurl = \"http://x\"\n") ==
+        "x.toml:3:1: unknown key 'tracking.url' (did you mean 'uri'?); [tracking] allows enabled, uri, experiment");
+}
+
+TEST_CASE("all errors of a file are reported together") {
+  TempDir dir;
+  const std::string errors = errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = -1\nrate = 2.0\n");
+  CHECK(errors == "x.toml:5:1: g.rate must be > 0 and <= 1 (got 2)\nx.toml:4:1: g.sleep_ms must be >= 0 (got -1)");
+}
+
+TEST_CASE("missing required parameters point at the stage's table") {
+  TempDir dir;
+  CHECK(errors_of(dir, "name = \"d\"\n[s]\nkind = \"shell\"\n") ==
+        "x.toml:2:2: s.command is required: a string (run by /bin/sh; writes its outputs to $PETAL_OUT)");
+}
+
+TEST_CASE("TOML syntax errors carry the parser's position") {
+  TempDir dir;
+  const std::string errors = errors_of(dir, "name = \"d\"\n[g\n");
+  CHECK(errors.rfind("x.toml:2:", 0) == 0);
+  CHECK(errors.find("TOML syntax error") != std::string::npos);
+}
+
+TEST_CASE("extends merges base files, the including file wins") {
+  TempDir dir;
+  write_file(dir / "base.toml", "[g]\nkind = \"emit\"\ntext = \"base\"\nsleep_ms = 5\n");
+  const Experiment e = load(dir, "extends = \"base.toml\"\nname = \"d\"\n[g]\ntext = \"mine\"\n");
+  const auto& g = *e.find_stage("g");
+  CHECK(g.params.at("text").value == "mine");
+  CHECK(g.params.at("sleep_ms").value == 5);
+  CHECK(g.params.at("sleep_ms").where.file == (dir / "base.toml").string());
+}
+
+TEST_CASE("errors in a base file name the base file") {
+  TempDir dir;
+  write_file(dir / "base.toml", "[g]\nkind = \"emit\"\nsleep_ms = -5\n");
+  CHECK(errors_of(dir, "extends = \"base.toml\"\nname = \"d\"\n") == "base.toml:3:1: g.sleep_ms must be >= 0 (got -5)");
+}
+
+TEST_CASE("extends cycles and missing bases are errors") {
+  TempDir dir;
+  write_file(dir / "a.toml", "extends = \"b.toml\"\n");
+  write_file(dir / "b.toml", "extends = \"a.toml\"\n");
+  CHECK(errors_of(dir, "extends = \"a.toml\"\nname = \"d\"\n").find("`extends` forms a cycle: ") != std::string::npos);
+  CHECK(errors_of(dir, "extends = \"nope.toml\"\nname = \"d\"\n") ==
+        "x.toml:1:1: experiment file nope.toml does not exist (named by `extends`)");
+}
+
+TEST_CASE("--set overrides are typed and validated like the file") {
+  TempDir dir;
+  const std::string base = "name = \"d\"\n[g]\nkind = \"emit\"\n";
+  const Experiment e = load(dir, base, {"g.sleep_ms=7", "g.text=plain words", "g.rate=1"});
+  const auto& g = *e.find_stage("g");
+  CHECK(g.params.at("sleep_ms").value == 7);
+  CHECK(g.params.at("text").value == "plain words");
+  CHECK(g.params.at("rate").value.is_number_float());
+  CHECK(errors_of(dir, base, {"g.sleep_ms=-1"}) == "--set g.sleep_ms=-1: g.sleep_ms must be >= 0 (got -1)");
+  CHECK(errors_of(dir, base, {"g.slep_ms=1"}) ==
+        "--set g.slep_ms=1: g.slep_ms is not a parameter of stage kind 'emit' (did you mean 'sleep_ms'?); its "
+        "parameters are: text, sleep_ms, fail, rate");
+  CHECK(errors_of(dir, base, {"novalue"}) == "--set novalue: expected KEY=VALUE, e.g. --set train.epochs=5");
+}
+
+TEST_CASE("paths resolve against the file that set them and expand the environment") {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "sub");
+  write_file(dir / "sub" / "base.toml", "[download]\npath = \"data\"\n");
+  ::setenv("PETAL_TEST_DATA", (dir / "elsewhere").c_str(), 1);
+  Experiment e = load(dir, "extends = \"sub/base.toml\"\nname = \"d\"\n");
+  CHECK(e.find_stage("download")->params.at("path").value == (dir / "sub" / "data").string());
+  e = load(dir, "name = \"d\"\n[download]\npath = \"${PETAL_TEST_DATA}/flowers\"\n");
+  CHECK(e.find_stage("download")->params.at("path").value == (dir / "elsewhere" / "flowers").string());
+  ::unsetenv("PETAL_TEST_DATA");
+  CHECK(errors_of(dir, "name = \"d\"\n[download]\npath = \"${PETAL_TEST_DATA}/flowers\"\n") ==
+        "x.toml:3:1: download.path uses ${PETAL_TEST_DATA}, which is not set; set it or give a default: "
+        "${PETAL_TEST_DATA:-/some/path}");
+}
+
+TEST_CASE("disabled stages disappear from the experiment") {
+  TempDir dir;
+  const Experiment e = load(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nenabled = false\n[h]\nkind = \"emit\"\n");
+  CHECK(e.stages.size() == 1);
+  CHECK(e.find_stage("g") == nullptr);
+}
+
+TEST_CASE("canonical TOML output loads back to the same experiment") {
+  TempDir dir;
+  const Experiment e =
+      load(dir, "name = \"d\"\ndescription = \"x\"\n[g]\nkind = \"emit\"\nrate = 1\n[c]\nkind = \"concat\"\nneeds = [\"g\"]\n");
+  write_file(dir / "round.toml", experiment_to_toml(e));
+  const Experiment again = load_experiment(dir / "round.toml", test::test_registry());
+  CHECK(again.to_json() == e.to_json());
+  CHECK(experiment_to_json(again) == experiment_to_json(e));
+}

@@ -1,0 +1,135 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "pipeline/cache/stage_cache.h"
+#include "pipeline/util/fs.h"
+#include "tests/support/test_support.h"
+
+using namespace petal;
+using petal::test::TempDir;
+
+namespace {
+const std::string kKey = std::string(64, 'a');
+
+Manifest commit_entry(const StageCache& cache, const std::string& key, const std::string& content) {
+  auto build = cache.begin(key);
+  test::write_file(build->out_dir() / "value.txt", content);
+  test::write_file(build->out_dir() / "sub/more.txt", "more");
+  Manifest m;
+  m.stage = "s";
+  m.ingredients = {{"kind", "emit"}};
+  return build->commit(m);
+}
+}  // namespace
+
+TEST_CASE("a committed entry is found, with its manifest listing every file") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  CHECK(cache.lookup(kKey, false).state == EntryState::Missing);
+  const Manifest m = commit_entry(cache, kKey, "hello");
+  CHECK(m.files.size() == 2);
+  CHECK(m.total_size == 9);
+  const CacheLookup found = cache.lookup(kKey, true);
+  REQUIRE(found.state == EntryState::Committed);
+  CHECK(found.manifest->files[1].path == "value.txt");
+  CHECK(test::read_file(cache.out_dir(kKey) / "value.txt") == "hello");
+}
+
+TEST_CASE("an abandoned build leaves nothing that looks like an entry") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  {
+    auto build = cache.begin(kKey);
+    test::write_file(build->out_dir() / "value.txt", "partial");
+  }  // destroyed without commit
+  CHECK(cache.lookup(kKey, false).state == EntryState::Missing);
+  CHECK(std::filesystem::is_empty(dir / "cache/tmp"));
+}
+
+TEST_CASE("damaged entries are detected: missing file, changed size, changed mtime, missing manifest") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  commit_entry(cache, kKey, "hello");
+  const auto file = cache.out_dir(kKey) / "value.txt";
+
+  SUBCASE("missing file") {
+    std::filesystem::remove(file);
+    const auto r = cache.lookup(kKey, false);
+    CHECK(r.state == EntryState::Damaged);
+    CHECK(r.problem == "out/value.txt is missing");
+  }
+  SUBCASE("truncated file") {
+    std::filesystem::resize_file(file, 2);
+    CHECK(cache.lookup(kKey, false).problem == "out/value.txt has size 2, expected 5");
+  }
+  SUBCASE("same size, new mtime") {
+    test::write_file(file, "HELLO");
+    CHECK(cache.lookup(kKey, false).problem == "out/value.txt was modified after it was cached");
+  }
+  SUBCASE("same size and mtime, other content: only --verify sees it") {
+    const auto mtime = std::filesystem::last_write_time(file);
+    test::write_file(file, "HELLO");
+    std::filesystem::last_write_time(file, mtime);
+    CHECK(cache.lookup(kKey, false).state == EntryState::Committed);
+    CHECK(cache.lookup(kKey, true).problem == "out/value.txt has different content (sha256 mismatch)");
+  }
+  SUBCASE("an extra file: only --verify sees it") {
+    test::write_file(cache.out_dir(kKey) / "extra.txt", "x");
+    CHECK(cache.lookup(kKey, false).state == EntryState::Committed);
+    CHECK(cache.lookup(kKey, true).problem == "out/ holds 3 files, the manifest lists 2");
+  }
+  SUBCASE("missing manifest") {
+    std::filesystem::remove(cache.entry_dir(kKey) / "manifest.json");
+    CHECK(cache.lookup(kKey, false).problem == "manifest.json is missing or unreadable");
+  }
+  SUBCASE("a damaged entry can be discarded and rebuilt") {
+    std::filesystem::remove(file);
+    cache.discard(kKey);
+    CHECK(cache.lookup(kKey, false).state == EntryState::Missing);
+    commit_entry(cache, kKey, "again");
+    CHECK(cache.lookup(kKey, true).state == EntryState::Committed);
+  }
+}
+
+TEST_CASE("two builders of one key take turns; the second sees the first one's entry") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  std::atomic<bool> first_holds{false};
+  std::thread first([&] {
+    auto build = cache.begin(kKey);
+    first_holds = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    test::write_file(build->out_dir() / "value.txt", "first");
+    build->commit(Manifest{});
+  });
+  while (!first_holds) std::this_thread::yield();
+  auto second = cache.begin(kKey);  // blocks until the first commits
+  CHECK(cache.lookup(kKey, false).state == EntryState::Committed);
+  CHECK(test::read_file(cache.out_dir(kKey) / "value.txt") == "first");
+  first.join();
+}
+
+TEST_CASE("waiting for a key's lock gives up when asked to stop") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  auto holder = cache.begin(kKey);
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    stop = true;
+  });
+  CHECK(cache.begin(kKey, [&] { return stop.load(); }) == nullptr);
+  stopper.join();
+}
+
+TEST_CASE("leftover temp folders of dead builds are removed, live ones kept") {
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  auto live = cache.begin(kKey);
+  std::filesystem::create_directories(dir / "cache/tmp" / (std::string(64, 'b') + ".123.0.abc") / "out");
+  CHECK(cache.remove_stale_temps() == 1);
+  CHECK(std::filesystem::exists(live->out_dir()));
+}

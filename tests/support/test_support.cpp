@@ -1,0 +1,131 @@
+#include "tests/support/test_support.h"
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "pipeline/util/error.h"
+
+namespace petal::test {
+
+TempDir::TempDir() {
+  std::random_device device;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fs::path candidate = fs::temp_directory_path() / ("petal-test-" + std::to_string(device()));
+    if (fs::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temp dir");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void write_file(const fs::path& path, const std::string& content) {
+  if (path.has_parent_path()) fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+int run_command(const std::string& command, std::string* output) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  std::string text;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
+  const int status = ::pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string petal_binary() { return PETAL_BINARY; }
+fs::path source_dir() { return PETAL_SOURCE_DIR; }
+
+namespace {
+
+std::mutex counter_mutex;
+
+void count_execution(const std::string& stage) {
+  const char* counter = std::getenv("PETAL_TEST_COUNTER");
+  if (!counter) return;
+  std::lock_guard<std::mutex> lock(counter_mutex);
+  std::ofstream(counter, std::ios::app) << stage << "\n";
+}
+
+void pause_and_maybe_fail(StageContext& ctx) {
+  const auto sleep_ms = ctx.params.at("sleep_ms").get<long long>();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(sleep_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    if (ctx.cancelled && ctx.cancelled()) throw StageCancelled();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (ctx.params.at("fail").get<bool>()) throw PetalError("emit failed on purpose", {}, kExitStageFailed);
+}
+
+StageKind emit_kind() {
+  StageKind kind;
+  kind.name = "emit";
+  kind.version = "emit/1";
+  kind.params = {ParamSpec::text("text", std::string("hello"), "what to write"),
+                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
+                 ParamSpec::boolean("fail", false, "fail instead of finishing"),
+                 ParamSpec::real("rate", 0.5, "a number").greater_than(0).at_most(1)};
+  kind.run = [](StageContext& ctx) {
+    count_execution(ctx.stage_name);
+    pause_and_maybe_fail(ctx);
+    std::ofstream(ctx.output_dir / "value.txt") << ctx.params.at("text").get<std::string>();
+    ctx.report.metric("length", static_cast<double>(ctx.params.at("text").get<std::string>().size()));
+  };
+  return kind;
+}
+
+StageKind concat_kind() {
+  StageKind kind;
+  kind.name = "concat";
+  kind.version = "concat/1";
+  kind.params = {ParamSpec::text("text", std::string(""), "appended after the inputs"),
+                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
+                 ParamSpec::boolean("fail", false, "fail instead of finishing")};
+  kind.run = [](StageContext& ctx) {
+    count_execution(ctx.stage_name);
+    pause_and_maybe_fail(ctx);
+    std::string text;
+    for (const auto& [name, dir] : ctx.inputs) text += read_file(dir / "value.txt");
+    text += ctx.params.at("text").get<std::string>();
+    std::ofstream(ctx.output_dir / "value.txt") << text;
+  };
+  return kind;
+}
+
+}  // namespace
+
+const StageRegistry& test_registry() {
+  static const StageRegistry registry = [] {
+    StageRegistry r;
+    register_builtin_stages(r);
+    r.add(emit_kind());
+    r.add(concat_kind());
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace petal::test

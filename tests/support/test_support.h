@@ -1,0 +1,43 @@
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "pipeline/dag/stage_registry.h"
+
+namespace petal::test {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const fs::path& path, const std::string& content);
+std::string read_file(const fs::path& path);
+
+// Runs a shell command line, returning its exit code; stdout+stderr are captured into `output`.
+int run_command(const std::string& command, std::string* output = nullptr);
+
+// The built `petal` executable and the source tree, as configured by CMake.
+std::string petal_binary();
+fs::path source_dir();
+
+// A registry with the built-in kinds plus test kinds:
+//   "emit":   writes params.text to out/value.txt; params: text (string), sleep_ms (int), fail (bool)
+//   "concat": concatenates its inputs' value.txt (in input-name order) plus params.text
+// Each run of either appends one line to the file named by $PETAL_TEST_COUNTER (if set) so tests
+// can count executions; sleep_ms lets scheduling tests observe parallelism.
+const StageRegistry& test_registry();
+
+}  // namespace petal::test

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pipeline/exec/worker_client.h"
 #include "pipeline/util/error.h"
 
 namespace petal::test {
@@ -115,7 +116,20 @@ StageKind concat_kind() {
   return kind;
 }
 
+StageKind via_worker_kind() {
+  StageKind kind;
+  kind.name = "via-worker";
+  kind.version = "via-worker/1";
+  kind.params = {ParamSpec::text("text", std::string("w"), "appended after the inputs"),
+                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
+                 ParamSpec::boolean("fail", false, "fail instead of finishing")};
+  kind.run = [](StageContext& ctx) { run_in_worker(ctx, "via-worker", "petal_test_worker"); };
+  return kind;
+}
+
 }  // namespace
+
+std::string test_worker() { return PETAL_TEST_WORKER; }
 
 const StageRegistry& test_registry() {
   static const StageRegistry registry = [] {
@@ -123,6 +137,7 @@ const StageRegistry& test_registry() {
     register_builtin_stages(r);
     r.add(emit_kind());
     r.add(concat_kind());
+    r.add(via_worker_kind());
     return r;
   }();
   return registry;

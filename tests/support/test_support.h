@@ -32,11 +32,13 @@ int run_command(const std::string& command, std::string* output = nullptr);
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();
 fs::path source_dir();
+std::string test_worker();  // a worker executable speaking petal-worker's protocol (no LibTorch)
 
 // A registry with the built-in kinds plus test kinds:
 //   "emit":   writes params.text to out/value.txt; params: text (string), sleep_ms (int), fail (bool)
 //   "concat": concatenates its inputs' value.txt (in input-name order) plus params.text
-// Each run of either appends one line to the file named by $PETAL_TEST_COUNTER (if set) so tests
+//   "via-worker": like concat, but run in the test worker process (petal_test_worker)
+// Each run of emit or concat appends one line to the file named by $PETAL_TEST_COUNTER (if set) so tests
 // can count executions; sleep_ms lets scheduling tests observe parallelism.
 const StageRegistry& test_registry();
 

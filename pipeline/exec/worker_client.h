@@ -1,0 +1,18 @@
+#pragma once
+#include <string>
+
+#include "pipeline/dag/stage_kind.h"
+
+namespace petal {
+
+// Runs a stage in a worker process (so petal itself never loads LibTorch): writes the request next
+// to the stage's log, starts the worker, forwards cancellation, and copies the worker's report into
+// `ctx.report`. Throws PetalError with the worker's message when it fails.
+//
+// The worker executable is $PETAL_WORKER if set, else `<worker_name>` beside the running petal.
+void run_in_worker(StageContext& ctx, const std::string& kind, const std::string& worker_name = "petal-worker");
+
+// Intra-op threads a worker may use: $PETAL_THREADS, else the machine's cores.
+int worker_thread_budget();
+
+}  // namespace petal

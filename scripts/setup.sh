@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up petal on a fresh Debian 12 machine and builds it. Idempotent: a second run only rebuilds
+# what changed. Steps: Debian packages (apt-get, skipped when all are present), the project's
+# Python virtualenv (.venv, for MLflow and the Python-side reference checks), then CMake + Ninja.
+#
+#   scripts/setup.sh            # everything
+#   PETAL_SKIP_APT=1 scripts/setup.sh   # assume the packages are there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Each package and why petal needs it is listed in README.md ("Libraries").
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev doctest-dev
+  libcurl4-openssl-dev libarchive-dev
+  libtorch-dev libopencv-dev libmatio-dev
+  python3-venv python3-pip python3-torch python3-torchvision
+)
+
+if [[ "${PETAL_SKIP_APT:-0}" != 1 ]]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -q
+    "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# The virtualenv sees Debian's torch/torchvision (1.13/0.14) through --system-site-packages;
+# numpy stays below 2 because that torch was built against numpy 1.x.
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+if ! cmp -s scripts/requirements.txt .venv/.petal-requirements 2>/dev/null; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+  cp scripts/requirements.txt .venv/.petal-requirements
+fi
+
+build_type="${PETAL_BUILD_TYPE:-RelWithDebInfo}"
+if [[ ! -f build/build.ninja ]]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type"
+fi
+cmake --build build -j "$(nproc)"
+echo "setup: done; build/petal is ready"

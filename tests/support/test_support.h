@@ -29,6 +29,19 @@ std::string read_file(const fs::path& path);
 // Runs a shell command line, returning its exit code; stdout+stderr are captured into `output`.
 int run_command(const std::string& command, std::string* output = nullptr);
 
+// A static file server on 127.0.0.1 (Python's http.server) for download tests; stopped on
+// destruction. `url(name)` is the address of a file below `root`.
+class HttpServer {
+ public:
+  explicit HttpServer(const fs::path& root);
+  ~HttpServer();
+  std::string url(const std::string& name) const;
+
+ private:
+  int pid_ = -1;
+  int port_ = 0;
+};
+
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();
 fs::path source_dir();

@@ -55,7 +55,7 @@ TEST_CASE("exact error texts for invalid values") {
   CHECK(errors_of(dir, "name = \"d\"\n[split]\nratios = [0.7, 0.2, 0.2]\n") ==
         "x.toml:3:1: split.ratios must sum to 1 (got 1.1)");
   CHECK(errors_of(dir, "name = \"d\"\n[download]\nsource = \"lcoal\"\npath = \".\"\n") ==
-        "x.toml:3:1: download.source must be one of \"local\" (got \"lcoal\"; did you mean \"local\"?)");
+        "x.toml:3:1: download.source must be one of \"local\", \"url\", \"auto\" (got \"lcoal\"; did you mean \"local\"?)");
 }
 
 TEST_CASE("unknown keys get a did-you-mean suggestion") {

@@ -108,3 +108,20 @@ TEST_CASE("status --json lists every stage's state") {
   REQUIRE(cli.run("status x.toml --json") == 0);
   CHECK(cli.out.find("\"state\": \"stale\"") != std::string::npos);
 }
+
+TEST_CASE("two petal processes on one cache build each stage once and both succeed") {
+  Cli cli;
+  const std::string counter = (cli.dir / "executions.txt").string();
+  test::write_file(cli.dir / "x.toml",
+                   "name = \"c\"\n"
+                   "[slow]\nkind = \"shell\"\ncommand = \"echo slow >> " + counter + "; sleep 0.5; echo s > $PETAL_OUT/v\"\n"
+                   "[next]\nkind = \"shell\"\nneeds = [\"slow\"]\ncommand = \"echo next >> " + counter +
+                   "; cat $PETAL_IN_SLOW/v > $PETAL_OUT/v\"\n");
+  const std::string command = "cd " + cli.dir.path().string() + " && " + test::petal_binary() + " --state-dir state run x.toml";
+  std::string out;
+  const int code = test::run_command("(" + command + " > a.log 2>&1 & " + command + " > b.log 2>&1 & wait %1 && wait %2)", &out);
+  CHECK(code == 0);
+  const std::string logs = test::read_file(cli.dir / "a.log") + test::read_file(cli.dir / "b.log");
+  CHECK(test::read_file(counter) == "slow\nnext\n");
+  CHECK(logs.find("built by a concurrent run") != std::string::npos);
+}

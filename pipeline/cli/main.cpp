@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("petal ") + build_info::petal_version +
                                         " (LibTorch for torch stages: " + build_info::torch_version + ")");
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
   GlobalOptions global;
   app.add_option("--state-dir", global.state_dir, "where the cache and run log live (default: $PETAL_HOME or ./.petal)")
       ->type_name("DIR");

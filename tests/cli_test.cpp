@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
 #include "tests/support/test_support.h"
 
 using namespace petal;
@@ -124,4 +128,18 @@ TEST_CASE("two petal processes on one cache build each stage once and both succe
   const std::string logs = test::read_file(cli.dir / "a.log") + test::read_file(cli.dir / "b.log");
   CHECK(test::read_file(counter) == "slow\nnext\n");
   CHECK(logs.find("built by a concurrent run") != std::string::npos);
+}
+
+TEST_CASE("killing petal with SIGKILL also ends its stages' grandchildren") {
+  Cli cli;
+  test::write_file(cli.dir / "x.toml",
+                   "name = \"orphans\"\n[s]\nkind = \"shell\"\n"
+                   "command = \"sh -c 'sleep 1.5; echo late > " + (cli.dir / "late.txt").string() +
+                   "' & echo $! > " + (cli.dir / "grandchild.pid").string() + "; wait\"\n");
+  const std::string command = "cd " + cli.dir.path().string() + " && (" + test::petal_binary() +
+                              " --state-dir state run x.toml > /dev/null 2>&1 & p=$!; sleep 0.5; kill -9 $p; wait $p)";
+  test::run_command(command);
+  REQUIRE(std::filesystem::exists(cli.dir / "grandchild.pid"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1800));
+  CHECK_FALSE(std::filesystem::exists(cli.dir / "late.txt"));
 }

@@ -61,6 +61,7 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   execute_options.base_dir = session->base_dir();
   const RunResult result = execute(plan, session->cache, session->log, printer, execute_options);
   printer.print_summary(result);
+  session->cache.remove_stale_temps();  // leftovers of killed runs (only keys no one is building)
   if (result.exit_code == kExitInterrupted) {
     std::printf("petal: interrupted; completed stages are cached, nothing partial was kept\n");
   }

@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,34 +57,71 @@ SubprocessResult run_subprocess(const SubprocessSpec& spec, const std::function<
                        kExitEnvironment);
     }
   }
-  const pid_t parent = ::getpid();
+  // The child is a small supervisor that leads the process group and starts the command inside
+  // it. It watches a pipe whose write end only petal holds: when petal dies, even by SIGKILL, the
+  // pipe reports EOF and the supervisor kills the whole group, grandchildren included.
+  int death_pipe[2];
+  if (::pipe2(death_pipe, O_CLOEXEC) != 0) {
+    if (output_fd >= 0) ::close(output_fd);
+    throw PetalError(std::string("cannot create a pipe: ") + std::strerror(errno), {}, kExitEnvironment);
+  }
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   const pid_t pid = ::fork();
   if (pid < 0) {
     if (output_fd >= 0) ::close(output_fd);
+    ::close(death_pipe[0]);
+    ::close(death_pipe[1]);
+    if (null_fd >= 0) ::close(null_fd);
     throw PetalError(std::string("cannot start ") + spec.argv[0] + ": " + std::strerror(errno), {},
                      kExitEnvironment);
   }
   if (pid == 0) {
+    // Only async-signal-safe calls from here on: petal is multi-threaded.
     ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    ::sigaction(SIGINT, &dfl, nullptr);
-    ::sigaction(SIGTERM, &dfl, nullptr);
-    ::sigaction(SIGHUP, &dfl, nullptr);
     if (output_fd >= 0) {
       ::dup2(output_fd, STDOUT_FILENO);
       ::dup2(output_fd, STDERR_FILENO);
     }
-    const int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) ::_exit(127);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    const char* message = "petal: cannot execute command\n";
-    (void)!::write(STDERR_FILENO, message, std::strlen(message));
-    ::_exit(127);
+    ::dup2(death_pipe[0], 3);
+    ::fcntl(3, F_SETFD, FD_CLOEXEC);
+    // Drop every other descriptor, in particular other stages' death-pipe write ends.
+    if (::close_range(4, ~0U, 0) != 0) {
+      for (int fd = 4; fd < 4096; ++fd) ::close(fd);
+    }
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &ignore, nullptr);
+    const pid_t command = ::fork();
+    if (command == 0) {
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+      if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) ::_exit(127);
+      ::execvpe(argv[0], argv.data(), envp.data());
+      const char* message = "petal: cannot execute command\n";
+      (void)!::write(STDERR_FILENO, message, std::strlen(message));
+      ::_exit(127);
+    }
+    if (command < 0) ::_exit(127);
+    for (;;) {
+      int status = 0;
+      if (::waitpid(command, &status, WNOHANG) == command) {
+        if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+        const int sig = WTERMSIG(status);
+        ::sigaction(sig, &dfl, nullptr);
+        ::kill(::getpid(), sig);
+        ::_exit(128 + sig);
+      }
+      struct pollfd watch {3, POLLIN, 0};
+      if (::poll(&watch, 1, 50) > 0 && (watch.revents & (POLLIN | POLLHUP | POLLERR))) {
+        ::kill(0, SIGKILL);  // petal is gone: take the whole group down, ourselves included
+        ::_exit(137);
+      }
+    }
   }
+  ::close(death_pipe[0]);
+  if (null_fd >= 0) ::close(null_fd);
   if (output_fd >= 0) ::close(output_fd);
   ::setpgid(pid, pid);  // also from the parent, so killpg works even before the child ran
 
@@ -113,6 +150,7 @@ SubprocessResult run_subprocess(const SubprocessSpec& spec, const std::function<
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  ::close(death_pipe[1]);
   return result;
 }
 

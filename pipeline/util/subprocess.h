@@ -22,8 +22,9 @@ struct SubprocessResult {
 };
 
 // Runs a child in its own process group and waits for it. While waiting it polls `should_stop`;
-// when that turns true the whole group gets SIGTERM, then SIGKILL after `grace_ms`. The child is
-// also killed if petal dies (PR_SET_PDEATHSIG), so no orphan keeps writing into a dead temp dir.
+// when that turns true the whole group gets SIGTERM, then SIGKILL after `grace_ms`. If petal dies,
+// even by SIGKILL, a supervisor process kills the whole group, so no orphan (a shell's children
+// included) keeps running or writing into a dead temp dir.
 SubprocessResult run_subprocess(const SubprocessSpec& spec, const std::function<bool()>& should_stop,
                                 int grace_ms = 5000);
 

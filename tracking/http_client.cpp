@@ -61,6 +61,12 @@ std::string redact_url(const std::string& url) {
   return url.substr(0, scheme + 3) + "***@" + url.substr(at + 1);
 }
 
+std::string strip_credentials(const std::string& url) {
+  const std::string redacted = redact_url(url);
+  const std::size_t at = redacted.find("***@");
+  return at == std::string::npos ? redacted : redacted.substr(0, at) + redacted.substr(at + 4);
+}
+
 struct HttpClient::Request {
   std::string method;
   std::string path;
@@ -163,12 +169,13 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
   curl_slist* headers = nullptr;
   if (!request.content_type.empty()) headers = curl_slist_append(headers, ("Content-Type: " + request.content_type).c_str());
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-  if (!settings_.token.empty()) {
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + settings_.token).c_str());
-  } else if (!settings_.username.empty()) {
+  // As MLflow's own client: basic auth when both username and password are set, else a token.
+  if (!settings_.username.empty() && !settings_.password.empty()) {
     curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
     curl_easy_setopt(curl, CURLOPT_USERNAME, settings_.username.c_str());
     curl_easy_setopt(curl, CURLOPT_PASSWORD, settings_.password.c_str());
+  } else if (!settings_.token.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + settings_.token).c_str());
   }
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 
@@ -184,7 +191,9 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, from_file_source);
     curl_easy_setopt(curl, CURLOPT_READDATA, upload);
-    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(fs::file_size(*request.upload)));
+    std::error_code size_error;
+    const auto size = fs::file_size(*request.upload, size_error);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size_error ? 0 : size));
   } else if (request.body) {
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body->data());

@@ -23,8 +23,9 @@ struct HttpSettings {
   static HttpSettings from_environment(const std::string& uri);
 };
 
-// `url` with any user:password@ removed, for messages.
+// `url` with any user:password@ replaced by ***@, for messages; `strip_credentials` drops it.
 std::string redact_url(const std::string& url);
+std::string strip_credentials(const std::string& url);
 
 struct HttpResponse {
   long status = 0;

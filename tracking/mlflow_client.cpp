@@ -109,14 +109,14 @@ json Client::parse_answer(const std::string& what, const HttpResponse& response)
     }
     return body;
   }
-  if (parsed && body.is_object() && body.contains("error_code")) {
-    throw MlflowError(response.status, str(body, "error_code"),
-                      "MLflow server " + where + " refused " + what + " (HTTP " + std::to_string(response.status) +
-                          " " + str(body, "error_code") + "): " + str(body, "message"));
-  }
   std::string hint;
   if (response.status == 401) hint = "; set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN";
   if (response.status == 403) hint = "; the credentials lack permission for this";
+  if (parsed && body.is_object() && body.contains("error_code")) {
+    throw MlflowError(response.status, str(body, "error_code"),
+                      "MLflow server " + where + " refused " + what + " (HTTP " + std::to_string(response.status) +
+                          " " + str(body, "error_code") + "): " + str(body, "message") + hint);
+  }
   throw MlflowError(response.status, "HTTP_" + std::to_string(response.status),
                     "MLflow server " + where + " answered " + what + " with HTTP " + std::to_string(response.status) +
                         (response.body.empty() ? "" : ": " + plain_text_excerpt(response.body)) + hint);

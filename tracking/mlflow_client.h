@@ -61,6 +61,31 @@ class Client {
   // Every value of a metric, following page tokens.
   std::vector<Metric> metric_history(const std::string& run_id, const std::string& key);
 
+  // --- artifacts (through the server's artifact proxy: `mlflow server --serve-artifacts`) ---
+  // `artifact_path` is a '/'-separated folder inside the run's artifact root ("" for the root).
+  // Files are streamed, never loaded whole into memory. Implemented in tracking/artifacts.cpp.
+  void upload_artifact(const RunInfo& run, const std::filesystem::path& local_file, const std::string& artifact_path = "");
+  void upload_artifacts(const RunInfo& run, const std::filesystem::path& local_dir, const std::string& artifact_path = "");
+  std::vector<FileInfo> list_artifacts(const std::string& run_id, const std::string& path = "");
+  void download_artifact(const RunInfo& run, const std::string& path, const std::filesystem::path& local_file);
+  // The proxy path for an `mlflow-artifacts:/...` (or mlflow-artifacts://host/...) URI plus a
+  // relative path, e.g. "/api/2.0/mlflow-artifacts/artifacts/1/<run>/artifacts/model/MLmodel".
+  static std::string artifact_proxy_path(const std::string& artifact_uri, const std::string& relative_path);
+
+  // --- model registry. Implemented in tracking/model_registry.cpp. ---
+  RegisteredModel create_registered_model(const std::string& name, const std::string& description = "",
+                                          const std::vector<Tag>& tags = {});
+  std::optional<RegisteredModel> get_registered_model(const std::string& name);
+  RegisteredModel ensure_registered_model(const std::string& name);
+  ModelVersion create_model_version(const std::string& name, const std::string& source, const std::string& run_id,
+                                    const std::vector<Tag>& tags = {}, const std::string& description = "");
+  std::vector<ModelVersion> search_model_versions(const std::string& name);
+  void set_model_version_tag(const std::string& name, const std::string& version, const std::string& key,
+                             const std::string& value);
+  void set_alias(const std::string& name, const std::string& alias, const std::string& version);
+  std::optional<ModelVersion> get_version_by_alias(const std::string& name, const std::string& alias);
+  void delete_alias(const std::string& name, const std::string& alias);
+
   // The underlying REST call: POST/PATCH/DELETE with a JSON body, or GET with query parameters.
   // Returns the parsed answer; throws MlflowError (server said no) or HttpUnreachable.
   nlohmann::json call(const std::string& method, const std::string& endpoint, const nlohmann::json& body);

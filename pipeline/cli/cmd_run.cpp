@@ -12,6 +12,7 @@
 #include "pipeline/exec/progress.h"
 #include "pipeline/util/cancel.h"
 #include "pipeline/util/fs.h"
+#include "tracking/run_tracker.h"
 
 namespace petal::cli {
 
@@ -23,6 +24,7 @@ CLI::App* setup_run(CLI::App& app, RunOptions& options) {
   command->add_flag("--explain", options.explain, "say why each stage that runs is not cached");
   command->add_flag("--verify", options.verify, "re-hash cached outputs instead of trusting size and mtime");
   command->add_flag("-k,--keep-going", options.keep_going, "after a failure, still run stages that do not depend on it");
+  command->add_flag("--no-tracking", options.no_tracking, "do not log this run to MLflow");
   command->add_option("--pin", options.pin, "after success, pin this run's cache entries under NAME (kept by gc)")
       ->type_name("NAME");
   return command;
@@ -53,14 +55,26 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
               plan.cached_count(), run_id.c_str());
   ProgressPrinter printer(stdout, plan.stages.size(), session->experiment.name, &session->log, &session->cache,
                           options.explain);
+  std::unique_ptr<RunTracker> tracker;
+  if (!options.no_tracking) {
+    const TrackingTarget target = resolve_tracking(session->experiment, session->project, stdout);
+    if (target.enabled) {
+      if (!target.problem.empty()) std::printf("petal: warning: %s\n", target.problem.c_str());
+      tracker = std::make_unique<RunTracker>(session->experiment, plan, session->project, target, run_id, session->cache);
+    }
+  }
+  ObserverList observers;
+  observers.add(&printer);
+  observers.add(tracker.get());
   ExecuteOptions execute_options;
   execute_options.jobs = jobs;
   execute_options.keep_going = options.keep_going;
   execute_options.run_id = run_id;
   execute_options.experiment = session->experiment.name;
   execute_options.base_dir = session->base_dir();
-  const RunResult result = execute(plan, session->cache, session->log, printer, execute_options);
+  const RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
   printer.print_summary(result);
+  if (tracker) tracker->finish(result, stdout);
   session->cache.remove_stale_temps();  // leftovers of killed runs (only keys no one is building)
   if (result.exit_code == kExitInterrupted) {
     std::printf("petal: interrupted; completed stages are cached, nothing partial was kept\n");

@@ -25,6 +25,7 @@ struct RunOptions {
   bool explain = false;
   bool verify = false;
   bool keep_going = false;
+  bool no_tracking = false;
   std::string pin;
 };
 CLI::App* setup_run(CLI::App& app, RunOptions& options);
@@ -61,5 +62,11 @@ struct PinOptions {
 };
 CLI::App* setup_pin(CLI::App& app, PinOptions& options);
 int run_pin(const GlobalOptions& global, const PinOptions& options);
+
+struct SyncOptions {
+  std::string uri;  // send every spool here instead of where it was recorded
+};
+CLI::App* setup_sync(CLI::App& app, SyncOptions& options);
+int run_sync(const GlobalOptions& global, const SyncOptions& options);
 
 }  // namespace petal::cli

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   setup_config(app, config)->callback([&] { chosen = [&] { return run_config(global, config); }; });
   GcOptionsCli gc;
   setup_gc(app, gc)->callback([&] { chosen = [&] { return run_gc(global, gc); }; });
+  SyncOptions sync;
+  setup_sync(app, sync)->callback([&] { chosen = [&] { return run_sync(global, sync); }; });
   PinOptions pin;
   setup_pin(app, pin)->callback([&] { chosen = [&] { return run_pin(global, pin); }; });
 

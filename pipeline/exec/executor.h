@@ -26,6 +26,26 @@ class ExecutionObserver {
   virtual void on_heartbeat(const StagePlan&, double /*seconds_running*/) {}
 };
 
+// Forwards every event to several observers (progress on the terminal, MLflow tracking).
+class ObserverList : public ExecutionObserver {
+ public:
+  void add(ExecutionObserver* observer) {
+    if (observer) observers_.push_back(observer);
+  }
+  void on_stage_start(const StagePlan& p) override {
+    for (auto* o : observers_) o->on_stage_start(p);
+  }
+  void on_stage_end(const StagePlan& p, const StageOutcome& outcome) override {
+    for (auto* o : observers_) o->on_stage_end(p, outcome);
+  }
+  void on_heartbeat(const StagePlan& p, double seconds) override {
+    for (auto* o : observers_) o->on_heartbeat(p, seconds);
+  }
+
+ private:
+  std::vector<ExecutionObserver*> observers_;
+};
+
 struct RunResult {
   std::vector<StageOutcome> outcomes;  // by graph index
   double seconds = 0;

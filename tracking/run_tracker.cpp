@@ -1,0 +1,147 @@
+#include "tracking/run_tracker.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "pipeline/util/fs.h"
+#include "tracking/git_info.h"
+#include "tracking/local_server.h"
+
+namespace petal {
+
+using nlohmann::json;
+
+namespace {
+
+std::string env(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+std::string param_text(const json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
+
+}  // namespace
+
+TrackingTarget resolve_tracking(const Experiment& experiment, const Project& project, std::FILE* out) {
+  TrackingTarget target;
+  const std::string switch_text = env("PETAL_TRACKING");
+  if (!experiment.tracking.enabled || switch_text == "off" || switch_text == "0" || switch_text == "false") return target;
+  target.enabled = true;
+  target.uri = !experiment.tracking.uri.empty() ? experiment.tracking.uri : env("MLFLOW_TRACKING_URI");
+  if (!target.uri.empty()) return target;
+  target.embedded = true;
+  LocalMlflowServer server(project.state_dir / "mlflow");
+  try {
+    if (!std::filesystem::exists(project.state_dir / "mlflow" / "server.json")) {
+      std::fprintf(out, "petal: starting the local MLflow server under %s (first run only)\n",
+                   (project.state_dir / "mlflow").c_str());
+      std::fflush(out);
+    }
+    target.uri = server.ensure_running();
+  } catch (const PetalError& e) {
+    target.problem = e.what();
+  }
+  return target;
+}
+
+RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Project& project,
+                       const TrackingTarget& target, const std::string& petal_run_id, const StageCache& cache)
+    : experiment_(experiment), cache_(cache), uri_(target.uri) {
+  if (!target.uri.empty()) client_ = std::make_shared<mlflow::Client>(target.uri);
+  logger_ = std::make_unique<mlflow::RunLogger>(client_, project.state_dir / "spool", petal_run_id);
+
+  std::vector<mlflow::Tag> tags = {
+      {"mlflow.source.name", std::filesystem::absolute(experiment.file).lexically_normal().string()},
+      {"mlflow.source.type", "LOCAL"},
+      {"petal.run_id", petal_run_id},
+      {"petal.experiment_file", experiment.file.string()},
+  };
+  if (const std::string user = env("USER"); !user.empty()) tags.push_back({"mlflow.user", user});
+  if (const std::string commit = git_commit_of(experiment.file.parent_path().empty() ? "." : experiment.file.parent_path());
+      !commit.empty()) {
+    tags.push_back({"mlflow.source.git.commit", commit});
+  }
+  if (!experiment.description.empty()) tags.push_back({"mlflow.note.content", experiment.description});
+  mlflow_experiment_ = experiment.tracking.experiment.empty() ? experiment.name : experiment.tracking.experiment;
+  logger_->start_run(mlflow_experiment_, experiment.name + "-" + petal_run_id, tags, now_ms(),
+                     target.embedded ? "" : strip_credentials(target.uri));
+  for (const auto& stage : experiment.stages) {
+    for (const auto& [key, value] : stage.params) logger_->log_param(stage.name + "." + key, param_text(value.value));
+  }
+  for (const auto& sp : plan.stages) logger_->set_tag("petal.stage." + sp.node->name() + ".key", sp.key);
+}
+
+RunTracker::~RunTracker() = default;
+
+void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome) {
+  const std::string prefix = "petal.stage." + plan.node->name();
+  logger_->set_tag(prefix + ".status", to_string(outcome.status));
+  if (outcome.status == StageStatus::Cached && !outcome.built_by_run.empty()) {
+    logger_->set_tag(prefix + ".built_by_run", outcome.built_by_run);
+    reused_from_[outcome.built_by_run].push_back(plan.node->name());
+  }
+  if (outcome.status == StageStatus::Failed && first_error_.empty()) {
+    first_error_ = plan.node->name() + ": " + outcome.error;
+  }
+  if (outcome.status != StageStatus::Cached && outcome.status != StageStatus::Ran) return;
+  for (const auto& [name, value] : outcome.report.metrics.items()) {
+    if (value.is_number()) logger_->log_metric(plan.node->name() + "." + name, value.get<double>(), 0);
+  }
+  // A stage that publishes dataset.json (download) becomes the run's dataset input.
+  const auto dataset_file = cache_.out_dir(plan.key) / "dataset.json";
+  if (stat_path(dataset_file)) {
+    try {
+      const json dataset = json::parse(read_text_file(dataset_file));
+      mlflow::Dataset input;
+      input.name = experiment_.name + "/" + plan.node->name();
+      input.digest = dataset.value("digest", "").substr(0, 36);
+      input.source_type = dataset.value("source", "local") == "url" ? "http" : "local";
+      input.source = json{{"uri", dataset.value("from", "")}}.dump();
+      input.profile = json{{"images", dataset.value("images", 0)}, {"classes", dataset.value("classes", json::object())}}.dump();
+      input.tags = {{"mlflow.data.context", "training"}};
+      logger_->log_inputs({input});
+    } catch (const std::exception&) {
+      // not a dataset description petal understands: nothing to log
+    }
+  }
+}
+
+void RunTracker::finish(const RunResult& result, std::FILE* out) {
+  std::string status = "FINISHED";
+  if (result.exit_code == kExitInterrupted) status = "KILLED";
+  else if (result.exit_code != kExitOk) status = "FAILED";
+  if (!first_error_.empty()) logger_->set_tag("petal.error", first_error_.substr(0, 8000));
+  // Link each reused stage to the MLflow run of the petal run that built it.
+  logger_->flush();
+  if (client_ && !logger_->offline() && !reused_from_.empty()) {
+    try {
+      const auto experiment = client_->get_experiment_by_name(mlflow_experiment_);
+      for (const auto& [petal_run, stages] : reused_from_) {
+        if (!experiment) break;
+        const auto found =
+            client_->search_runs({experiment->experiment_id}, "tags.`petal.run_id` = '" + petal_run + "'", {}, 1);
+        if (found.runs.empty()) continue;
+        for (const auto& stage : stages) {
+          logger_->set_tag("petal.stage." + stage + ".built_by_mlflow_run", found.runs.front().info.run_id);
+        }
+      }
+    } catch (const PetalError&) {
+      // the link is a convenience; the petal run id tag already names the producer
+    }
+  }
+  logger_->end_run(status);
+  const std::string run_id = logger_->run_id();
+  if (!logger_->offline() && !run_id.empty()) {
+    std::fprintf(out, "petal: MLflow run %s at %s\n", run_id.c_str(), redact_url(uri_).c_str());
+  } else {
+    std::fprintf(out, "petal: tracking is offline (%s); %llu values are safe in %s — run `petal sync` later\n",
+                 logger_->last_error().empty() ? "no server" : logger_->last_error().c_str(),
+                 static_cast<unsigned long long>(logger_->values_logged()), logger_->spool_file().c_str());
+  }
+  if (!logger_->offline() && !logger_->last_error().empty()) {
+    std::fprintf(out, "petal: warning: MLflow rejected part of the run: %s\n", logger_->last_error().c_str());
+  }
+  std::fflush(out);
+}
+
+}  // namespace petal

@@ -1,0 +1,54 @@
+#pragma once
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <vector>
+#include <string>
+
+#include "pipeline/config/experiment.h"
+#include "pipeline/exec/executor.h"
+#include "pipeline/exec/project.h"
+#include "tracking/run_logger.h"
+
+namespace petal {
+
+// Where a run's tracking goes: the experiment's tracking.uri, else $MLFLOW_TRACKING_URI, else
+// petal's embedded local server under <state>/mlflow (started on first use). Disabled by
+// tracking.enabled = false or PETAL_TRACKING=off.
+struct TrackingTarget {
+  bool enabled = false;
+  std::string uri;       // "" when the embedded server could not be started (the run is spooled)
+  bool embedded = false;
+  std::string problem;   // why `uri` is empty
+};
+TrackingTarget resolve_tracking(const Experiment& experiment, const Project& project, std::FILE* out);
+
+// Turns one `petal run` into one MLflow run: run name, source and git tags, every resolved
+// parameter as `stage.key`, each stage's cache status and key as tags, the metrics each stage
+// reports (also for cached stages, so runs compare without gaps), a link to the run that built a
+// reused entry, dataset inputs with digests, and the final status (FAILED with the error, KILLED
+// on Ctrl-C).
+class RunTracker : public ExecutionObserver {
+ public:
+  RunTracker(const Experiment& experiment, const Plan& plan, const Project& project, const TrackingTarget& target,
+             const std::string& petal_run_id, const StageCache& cache);
+  ~RunTracker() override;
+
+  void on_stage_end(const StagePlan& plan, const StageOutcome& outcome) override;
+  // Ends the MLflow run with the status that matches the result; prints where it went.
+  void finish(const RunResult& result, std::FILE* out);
+
+  mlflow::RunLogger& logger() { return *logger_; }
+
+ private:
+  const Experiment& experiment_;
+  const StageCache& cache_;
+  std::string uri_;
+  std::shared_ptr<mlflow::Client> client_;
+  std::string mlflow_experiment_;
+  std::unique_ptr<mlflow::RunLogger> logger_;
+  std::map<std::string, std::vector<std::string>> reused_from_;  // petal run id -> stages it built
+  std::string first_error_;
+};
+
+}  // namespace petal

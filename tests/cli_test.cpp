@@ -85,7 +85,7 @@ TEST_CASE("config prints canonical TOML and JSON") {
   Cli cli;
   test::write_file(cli.dir / "x.toml", kShellPipeline);
   REQUIRE(cli.run("config x.toml --set first.command=true") == 0);
-  CHECK(cli.out.find("[first]\ncommand = \"true\"\ndeps = []\nkind = \"shell\"\nneeds = []") != std::string::npos);
+  CHECK(cli.out.find("[first]\nartifacts = []\ncommand = \"true\"\ndeps = []\nkind = \"shell\"\nneeds = []") != std::string::npos);
   REQUIRE(cli.run("config x.toml --json") == 0);
   CHECK(cli.out.find("\"stages\": {") != std::string::npos);
 }

@@ -14,7 +14,7 @@ RunRecord record(const std::string& stage, const std::string& key, const std::st
 }
 }  // namespace
 
-TEST_CASE("records append and read back in order; the first line names the version") {
+TEST_CASE("records append and read back in order, and the first line names the version") {
   TempDir dir;
   RunLog log(dir / "runs.log");
   log.append({record("a", "k1", "ran", 1), record("b", "k2", "cached", 2)}, true);

@@ -94,7 +94,7 @@ TEST_CASE("damaged entries are detected: missing file, changed size, changed mti
   }
 }
 
-TEST_CASE("two builders of one key take turns; the second sees the first one's entry") {
+TEST_CASE("two builders of one key take turns, and the second sees the first one's entry") {
   TempDir dir;
   StageCache cache(dir / "cache");
   std::atomic<bool> first_holds{false};

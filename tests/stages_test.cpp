@@ -82,7 +82,7 @@ TEST_CASE("download lists an image folder by class with content digests") {
         "ignored 1 non-image files and 1 images outside class folders");
 }
 
-TEST_CASE("a changed image re-runs download and split; an unchanged folder is cached") {
+TEST_CASE("a changed image re-runs download and split, an unchanged folder is cached") {
   TempDir dir;
   make_image_folder(dir / "images", {{"a", 4}, {"b", 4}});
   run_text(dir, kDataPipeline);

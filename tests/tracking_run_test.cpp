@@ -33,19 +33,23 @@ struct TrackedProject {
 const char* kStages =
     "[prepare]\nkind = \"shell\"\ncommand = \"echo 3 > $PETAL_OUT/n; echo '{\\\"rows\\\": 3}' > $PETAL_METRICS\"\n"
     "[score]\nkind = \"shell\"\nneeds = [\"prepare\"]\n"
-    "command = \"cat $PETAL_IN_PREPARE/n > $PETAL_OUT/n; echo '{\\\"accuracy\\\": 0.875}' > $PETAL_METRICS\"\n";
+    "artifacts = [\"report.txt\"]\n"
+    "command = \"cat $PETAL_IN_PREPARE/n > $PETAL_OUT/n; echo fine > $PETAL_OUT/report.txt; "
+    "echo '{\\\"accuracy\\\": 0.875, \\\"loss\\\": [[0, 1.5], [1, 0.5]]}' > $PETAL_METRICS\"\n";
 
 json read_run(const std::string& run_id) {
   return test::python_json(
       "import json, mlflow\n"
       "r = mlflow.MlflowClient().get_run('" + run_id + "')\n"
       "print(json.dumps({'status': r.info.status, 'name': r.info.run_name, 'params': r.data.params,\n"
-      "  'metrics': r.data.metrics, 'tags': r.data.tags, 'experiment': mlflow.MlflowClient().get_experiment(r.info.experiment_id).name}))\n");
+      "  'metrics': r.data.metrics, 'tags': r.data.tags, 'experiment': mlflow.MlflowClient().get_experiment(r.info.experiment_id).name,\n"
+      "  'loss': [(m.step, m.value) for m in mlflow.MlflowClient().get_metric_history(r.info.run_id, 'score.loss')],\n"
+      "  'artifacts': [f.path for f in mlflow.MlflowClient().list_artifacts(r.info.run_id, 'score')]}))\n");
 }
 
 }  // namespace
 
-TEST_CASE("a petal run becomes an MLflow run with params, stage tags and metrics; a cached re-run keeps them") {
+TEST_CASE("a petal run becomes an MLflow run with params, stage tags and metrics, and a cached re-run keeps them") {
   TrackedProject p;
   p.write(test::mlflow_url(), kStages);
   REQUIRE(p.petal("run x.toml") == 0);
@@ -54,7 +58,9 @@ TEST_CASE("a petal run becomes an MLflow run with params, stage tags and metrics
   CHECK(first["experiment"] == p.experiment);
   CHECK(first["params"]["score.command"].get<std::string>().find("accuracy") != std::string::npos);
   CHECK(first["params"]["prepare.deps"] == "[]");
-  CHECK(first["metrics"] == json{{"prepare.rows", 3.0}, {"score.accuracy", 0.875}});
+  CHECK(first["metrics"] == json{{"prepare.rows", 3.0}, {"score.accuracy", 0.875}, {"score.loss", 0.5}});
+  CHECK(first["loss"] == json::parse("[[0, 1.5], [1, 0.5]]"));
+  CHECK(first["artifacts"] == json::array({"score/report.txt"}));
   CHECK(first["tags"]["petal.stage.score.status"] == "ran");
   CHECK(first["tags"]["petal.stage.score.key"].get<std::string>().size() == 64);
   CHECK(first["tags"]["mlflow.source.name"].get<std::string>().find("x.toml") != std::string::npos);
@@ -66,6 +72,8 @@ TEST_CASE("a petal run becomes an MLflow run with params, stage tags and metrics
   CHECK(p.run_id() != first_run);
   CHECK(second["status"] == "FINISHED");
   CHECK(second["metrics"] == first["metrics"]);  // reused stages still show their metrics
+  CHECK(second["loss"] == first["loss"]);
+  CHECK(second["artifacts"] == first["artifacts"]);
   CHECK(second["tags"]["petal.stage.score.status"] == "cached");
   CHECK(second["tags"]["petal.stage.score.built_by_run"] == first["tags"]["petal.run_id"]);
   CHECK(second["tags"]["petal.stage.score.built_by_mlflow_run"] == first_run);
@@ -108,8 +116,8 @@ TEST_CASE("with the server away the run goes on, spools everything, and petal sy
       "print(json.dumps([{'status': r.info.status, 'metrics': r.data.metrics, 'params': len(r.data.params)} for r in rs]))\n");
   REQUIRE(runs.size() == 1);
   CHECK(runs[0]["status"] == "FINISHED");
-  CHECK(runs[0]["metrics"] == json{{"prepare.rows", 3.0}, {"score.accuracy", 0.875}});
-  CHECK(runs[0]["params"] == 4);
+  CHECK(runs[0]["metrics"] == json{{"prepare.rows", 3.0}, {"score.accuracy", 0.875}, {"score.loss", 0.5}});
+  CHECK(runs[0]["params"] == 6);
   REQUIRE(p.petal("sync --uri " + test::mlflow_url()) == 0);
   CHECK(p.out.find("petal sync: 0 spooled runs") != std::string::npos);
 }

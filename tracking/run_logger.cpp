@@ -78,6 +78,15 @@ void deliver_operation(Client& client, const json& operation, std::string& run_i
                                  d.value("profile", ""), tags_from(d.value("tags", json::array()))});
     }
     client.log_inputs(run_id, datasets);
+  } else if (op == "log_artifact") {
+    const fs::path local = operation.at("local_path").get<std::string>();
+    const std::string artifact_path = operation.value("artifact_path", "");
+    if (!fs::exists(local)) {
+      throw PetalError("artifact " + local.string() + " no longer exists (removed by petal gc?); it is skipped");
+    }
+    const RunInfo info = client.get_run(run_id).info;
+    if (fs::is_directory(local)) client.upload_artifacts(info, local, artifact_path);
+    else client.upload_artifact(info, local, artifact_path);
   } else if (op == "update_run") {
     client.update_run(run_id, operation.at("status").get<std::string>(), operation.at("end_time").get<std::int64_t>());
   } else {
@@ -132,6 +141,23 @@ void RunLogger::log_metric(const std::string& key, double value, std::int64_t st
   item.timestamp = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   values_logged_.fetch_add(1, std::memory_order_relaxed);
+  enqueue(std::move(item), false);
+}
+
+void RunLogger::log_metric_at(const std::string& key, double value, std::int64_t step, std::int64_t timestamp_ms) {
+  Item item{Item::Metric};
+  item.key = key;
+  item.value = value;
+  item.step = step;
+  item.timestamp = timestamp_ms;
+  values_logged_.fetch_add(1, std::memory_order_relaxed);
+  enqueue(std::move(item), false);
+}
+
+void RunLogger::log_artifact(const fs::path& local_path, const std::string& artifact_path) {
+  Item item{Item::Operation};
+  item.operation = {{"op", "log_artifact"}, {"local_path", fs::absolute(local_path).string()},
+                    {"artifact_path", artifact_path}};
   enqueue(std::move(item), false);
 }
 

@@ -42,7 +42,12 @@ class RunLogger {
                  std::int64_t start_time_ms, const std::string& server = "");
   // Timestamps are taken here, once per value, so a replayed batch is recognised as a duplicate.
   void log_metric(const std::string& key, double value, std::int64_t step = 0);
+  // A value recorded earlier (a stage's per-epoch series), with the time it was recorded.
+  void log_metric_at(const std::string& key, double value, std::int64_t step, std::int64_t timestamp_ms);
   void log_param(const std::string& key, const std::string& value);
+  // A file or folder uploaded under `artifact_path` of the run (spooled like everything else; the
+  // local file must still exist when the spool is replayed — cache entries do, until gc).
+  void log_artifact(const std::filesystem::path& local_path, const std::string& artifact_path);
   void set_tag(const std::string& key, const std::string& value);
   void log_inputs(const std::vector<Dataset>& datasets);
   // Flushes, sets the final status (FINISHED, FAILED, KILLED) and end time. If everything reached

@@ -1,11 +1,14 @@
 #include "tracking/run_tracker.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 
 #include "pipeline/util/fs.h"
 #include "tracking/git_info.h"
 #include "tracking/local_server.h"
+#include "tracking/mlflow_limits.h"
 
 namespace petal {
 
@@ -18,7 +21,22 @@ std::string env(const char* name) {
   return value ? value : "";
 }
 
-std::string param_text(const json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
+std::string param_text(const json& value) {
+  std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+  if (text.size() > mlflow::kMaxParamValueLength) text = text.substr(0, mlflow::kMaxParamValueLength - 3) + "...";
+  return text;
+}
+
+// MLflow keys allow letters, digits and _ - . space : / only; stage and metric names may hold more.
+std::string mlflow_key(const std::string& name) {
+  std::string key;
+  for (unsigned char c : name) {
+    key += (std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ' ' || c == ':' || c == '/') ? static_cast<char>(c) : '_';
+  }
+  for (std::size_t at; (at = key.find("..")) != std::string::npos;) key.replace(at, 2, "._");
+  while (!key.empty() && key.front() == '/') key.erase(0, 1);
+  return key.substr(0, mlflow::kMaxKeyLength);
+}
 
 }  // namespace
 
@@ -66,26 +84,37 @@ RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Pro
   logger_->start_run(mlflow_experiment_, experiment.name + "-" + petal_run_id, tags, now_ms(),
                      target.embedded ? "" : strip_credentials(target.uri));
   for (const auto& stage : experiment.stages) {
-    for (const auto& [key, value] : stage.params) logger_->log_param(stage.name + "." + key, param_text(value.value));
+    for (const auto& [key, value] : stage.params) logger_->log_param(mlflow_key(stage.name + "." + key), param_text(value.value));
   }
-  for (const auto& sp : plan.stages) logger_->set_tag("petal.stage." + sp.node->name() + ".key", sp.key);
+  for (const auto& sp : plan.stages) logger_->set_tag(mlflow_key("petal.stage." + sp.node->name() + ".key"), sp.key);
 }
 
 RunTracker::~RunTracker() = default;
 
 void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome) {
-  const std::string prefix = "petal.stage." + plan.node->name();
+  const std::string stage = mlflow_key(plan.node->name());
+  const std::string prefix = "petal.stage." + stage;
   logger_->set_tag(prefix + ".status", to_string(outcome.status));
   if (outcome.status == StageStatus::Cached && !outcome.built_by_run.empty()) {
     logger_->set_tag(prefix + ".built_by_run", outcome.built_by_run);
-    reused_from_[outcome.built_by_run].push_back(plan.node->name());
+    reused_from_[outcome.built_by_run].push_back(stage);
   }
   if (outcome.status == StageStatus::Failed && first_error_.empty()) {
     first_error_ = plan.node->name() + ": " + outcome.error;
   }
   if (outcome.status != StageStatus::Cached && outcome.status != StageStatus::Ran) return;
+  std::set<std::string> with_series;
+  for (const auto& point : outcome.report.series) {
+    logger_->log_metric_at(mlflow_key(stage + "." + point.name), point.value, point.step, point.timestamp_ms);
+    with_series.insert(point.name);
+  }
   for (const auto& [name, value] : outcome.report.metrics.items()) {
-    if (value.is_number()) logger_->log_metric(plan.node->name() + "." + name, value.get<double>(), 0);
+    if (value.is_number() && !with_series.count(name)) logger_->log_metric(mlflow_key(stage + "." + name), value.get<double>(), 0);
+  }
+  for (const auto& artifact : outcome.report.artifacts) {
+    const std::filesystem::path local = cache_.out_dir(plan.key) / artifact;
+    const std::string parent = std::filesystem::path(artifact).parent_path().generic_string();
+    logger_->log_artifact(local, stage + (parent.empty() ? "" : "/" + parent));
   }
   // A stage that publishes dataset.json (download) becomes the run's dataset input.
   const auto dataset_file = cache_.out_dir(plan.key) / "dataset.json";

@@ -1,5 +1,6 @@
 #pragma once
 #include <filesystem>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -10,14 +11,25 @@
 
 namespace petal {
 
-// What a stage reports besides its files: final metrics (name -> number), per-step metric series
-// and short human-readable notes. Stored with the committed cache entry, so a cached stage can
-// still show its results.
+// What a stage reports besides its files: final metrics (name -> number), per-step series (e.g.
+// a loss per epoch, each value stamped when recorded so a replayed upload is recognised as a
+// duplicate), artifacts (files of its output worth showing in MLflow) and short notes. Stored with
+// the committed cache entry, so a cached stage still shows its results.
 struct StageReport {
+  struct Point {
+    std::string name;
+    double value = 0;
+    std::int64_t step = 0;
+    std::int64_t timestamp_ms = 0;
+  };
   nlohmann::json metrics = nlohmann::json::object();
+  std::vector<Point> series;
+  std::vector<std::string> artifacts;  // paths relative to the stage's output folder
   std::vector<std::string> notes;
 
   void metric(const std::string& name, double value) { metrics[name] = value; }
+  void metric(const std::string& name, double value, std::int64_t step);  // a point of a series
+  void artifact(std::string relative_path) { artifacts.push_back(std::move(relative_path)); }
   void note(std::string text) { notes.push_back(std::move(text)); }
   nlohmann::json to_json() const;
   static StageReport from_json(const nlohmann::json& json);

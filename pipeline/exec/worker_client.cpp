@@ -75,6 +75,8 @@ void run_in_worker(StageContext& ctx, const std::string& kind, const std::string
   const StageReport worker_report = StageReport::from_json(report);
   for (const auto& [name, value] : worker_report.metrics.items()) ctx.report.metrics[name] = value;
   for (const auto& note : worker_report.notes) ctx.report.note(note);
+  for (const auto& point : worker_report.series) ctx.report.series.push_back(point);
+  for (const auto& artifact : worker_report.artifacts) ctx.report.artifact(artifact);
 }
 
 }  // namespace petal

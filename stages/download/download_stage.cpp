@@ -90,6 +90,8 @@ void write_listing(StageContext& ctx, const fs::path& root, const std::string& r
   dataset["classes"] = counts;
   dataset["bytes"] = tree.total_size;
   std::ofstream(ctx.output_dir / "dataset.json") << dataset.dump(2) << "\n";
+  ctx.report.artifact("dataset.json");
+  ctx.report.artifact("classes.txt");
   ctx.report.metric("images", static_cast<double>(images));
   ctx.report.metric("classes", static_cast<double>(per_class.size()));
   ctx.report.note(std::to_string(images) + " images in " + std::to_string(per_class.size()) + " classes from " +

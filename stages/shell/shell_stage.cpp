@@ -31,6 +31,14 @@ void run_shell(StageContext& ctx) {
   for (const auto& [name, dir] : ctx.inputs) spec.extra_env[env_name(name)] = dir.string();
 
   const SubprocessResult result = run_subprocess(spec, ctx.cancelled);
+  for (const auto& artifact : ctx.params.at("artifacts")) {
+    const std::string relative = artifact.get<std::string>();
+    if (result.exit_code == 0 && result.signal == 0 && !stat_path(ctx.output_dir / relative)) {
+      throw PetalError("artifacts names " + relative + ", but the command did not write $PETAL_OUT/" + relative, {},
+                       kExitStageFailed);
+    }
+    ctx.report.artifact(relative);
+  }
   if (result.cancelled) throw StageCancelled();
   if (result.signal != 0 || result.exit_code != 0) {
     throw PetalError("command failed (" + result.describe() + "); its output is in the stage log below",
@@ -46,10 +54,20 @@ void run_shell(StageContext& ctx) {
     }
     if (!metrics.is_object()) throw PetalError("$PETAL_METRICS must hold a JSON object of numbers", {}, kExitStageFailed);
     for (const auto& [name, value] : metrics.items()) {
-      if (!value.is_number()) {
-        throw PetalError("$PETAL_METRICS: metric '" + name + "' is not a number", {}, kExitStageFailed);
+      if (value.is_number()) {
+        ctx.report.metric(name, value.get<double>());
+      } else if (value.is_array()) {  // a series: [[step, value], ...]
+        for (const auto& point : value) {
+          if (!point.is_array() || point.size() != 2 || !point[0].is_number_integer() || !point[1].is_number()) {
+            throw PetalError("$PETAL_METRICS: series '" + name + "' must be a list of [step, value] pairs", {},
+                             kExitStageFailed);
+          }
+          ctx.report.metric(name, point[1].get<double>(), point[0].get<std::int64_t>());
+        }
+      } else {
+        throw PetalError("$PETAL_METRICS: metric '" + name + "' is neither a number nor a list of [step, value]", {},
+                         kExitStageFailed);
       }
-      ctx.report.metric(name, value.get<double>());
     }
   }
 }
@@ -64,6 +82,7 @@ StageKind make_shell_stage() {
   kind.params = {
       ParamSpec::text("command", std::nullopt, "run by /bin/sh; writes its outputs to $PETAL_OUT"),
       ParamSpec::paths("deps", {}, "files or folders whose content is part of the key (scripts, data)"),
+      ParamSpec::strings("artifacts", {}, "files or folders of $PETAL_OUT to log to MLflow as artifacts"),
   };
   kind.external_inputs = [](const json& params) {
     std::vector<ExternalInput> inputs;

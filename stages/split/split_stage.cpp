@@ -105,6 +105,7 @@ void run_split(StageContext& ctx) {
     for (const auto& [split, count] : per_split) totals[split] += count;
   }
   std::ofstream(ctx.output_dir / "counts.json") << json{{"per_class", counts}, {"total", totals}}.dump(2) << "\n";
+  ctx.report.artifact("counts.json");
   for (const char* split : kNames) ctx.report.metric(std::string(split) + "_images", totals[split]);
   ctx.report.note("train " + std::to_string(totals["train"]) + ", val " + std::to_string(totals["val"]) + ", test " +
                   std::to_string(totals["test"]) + " images" + (stratify ? " (stratified by class)" : ""));

@@ -127,3 +127,37 @@ TEST_CASE("a run started while the server is down gets a real MLflow run on repl
       "print(json.dumps({'runs': len(rs), 'values': len(c.get_metric_history(rs[0].info.run_id, 'x')), 'status': rs[0].info.status}))\n");
   CHECK(back == json{{"runs", 1}, {"values", 50}, {"status", "FINISHED"}});
 }
+
+TEST_CASE("a bad metric key is refused at the call and does not sink the rest of the batch") {
+  TempDir dir;
+  auto client = std::make_shared<Client>(test::mlflow_url());
+  std::string run_id;
+  {
+    RunLogger logger(client, dir / "spool", "local-badkey");
+    logger.start_run(test::unique_name("badkey"), "badkey", {}, now_ms());
+    for (int i = 0; i < 100; ++i) logger.log_metric("loss", i, i);
+    CHECK_THROWS_WITH_AS(logger.log_metric("acc@top1", 1, 0),
+                         "MLflow metric key 'acc@top1' may only contain letters, digits, '_', '-', '.', ' ', ':' and '/'; rename it",
+                         PetalError);
+    logger.log_param("lr", "0.1");
+    logger.end_run("FINISHED");
+    CHECK(logger.last_error() == "");
+    run_id = logger.run_id();
+  }
+  CHECK(client->metric_history(run_id, "loss").size() == 100);
+  CHECK(client->get_run(run_id).params.at("lr") == "0.1");
+}
+
+TEST_CASE("the spool marks what was delivered, so a later sync sends nothing twice") {
+  TempDir dir;
+  auto client = std::make_shared<Client>(test::mlflow_url());
+  RunLogger logger(client, dir / "spool", "local-marker");
+  logger.start_run(test::unique_name("marker"), "marker", {}, now_ms());
+  for (int i = 0; i < 100; ++i) logger.log_metric("x", i, i);
+  logger.flush();
+  const Spool::State state = Spool::read(logger.spool_file());
+  REQUIRE(state.operations.size() == 2);  // create_run, one log_batch
+  CHECK(state.delivered == state.operations.back()["seq"].get<std::int64_t>());
+  CHECK(state.run_id == logger.run_id());
+  logger.end_run("FINISHED");
+}

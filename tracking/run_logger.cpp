@@ -134,6 +134,10 @@ void RunLogger::start_run(const std::string& experiment, const std::string& run_
 }
 
 void RunLogger::log_metric(const std::string& key, double value, std::int64_t step) {
+  // Checked here, on the caller's side: one bad key must not sink the batch it would travel in.
+  if (const std::string complaint = check_key(key); !complaint.empty()) {
+    throw PetalError("MLflow metric key '" + key + "' " + complaint + "; rename it");
+  }
   Item item{Item::Metric};
   item.key = key;
   item.value = value;
@@ -145,6 +149,9 @@ void RunLogger::log_metric(const std::string& key, double value, std::int64_t st
 }
 
 void RunLogger::log_metric_at(const std::string& key, double value, std::int64_t step, std::int64_t timestamp_ms) {
+  if (const std::string complaint = check_key(key); !complaint.empty()) {
+    throw PetalError("MLflow metric key '" + key + "' " + complaint + "; rename it");
+  }
   Item item{Item::Metric};
   item.key = key;
   item.value = value;
@@ -258,6 +265,7 @@ void RunLogger::background() {
       wake_.wait_for(lock, std::chrono::milliseconds(options_.flush_interval_ms),
                      [&] { return stop_ || flush_requested_ || queue_.size() >= options_.batch_size; });
       items.swap(queue_);
+      queue_.reserve(std::max(items.size(), options_.batch_size));  // no regrowth on the caller's side
       flush_requested_ = false;
       stopping = stop_;
     }
@@ -266,7 +274,7 @@ void RunLogger::background() {
     if (!items.empty()) {
       std::vector<json> operations = to_operations(items);
       try {
-        spool_.append(operations);  // adds "seq" to each
+        spool_.append(operations);  // numbers each operation in place
         for (auto& op : operations) undelivered_.push_back(std::move(op));
       } catch (const PetalError& e) {
         error = e.what();  // the disk failed us: still try to deliver

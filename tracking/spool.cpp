@@ -55,16 +55,13 @@ void Spool::write_lines(const std::string& text) {
   ::close(fd);
 }
 
-std::vector<std::int64_t> Spool::append(std::vector<json> operations) {
-  std::vector<std::int64_t> seqs;
+void Spool::append(std::vector<json>& operations) {
   std::string text;
   for (auto& op : operations) {
-    op["seq"] = next_seq_;
-    seqs.push_back(next_seq_++);
+    op["seq"] = next_seq_++;
     text += op.dump() + "\n";
   }
   if (!text.empty()) write_lines(text);
-  return seqs;
 }
 
 void Spool::mark_delivered(std::int64_t seq) { write_lines(json{{"op", "delivered"}, {"seq", seq}}.dump() + "\n"); }

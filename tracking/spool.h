@@ -29,8 +29,8 @@ class Spool {
   const std::string& local_run_id() const { return local_run_id_; }
   const std::filesystem::path& file() const { return file_; }
 
-  // Appends records, giving each operation the next sequence number; returns the numbers.
-  std::vector<std::int64_t> append(std::vector<nlohmann::json> operations);
+  // Appends records, numbering each operation in place ("seq") with the next sequence number.
+  void append(std::vector<nlohmann::json>& operations);
   void mark_delivered(std::int64_t seq);
   void record_run_id(const std::string& run_id);
   void remove();  // after everything was delivered and the run ended

@@ -1,4 +1,5 @@
 #include "pipeline/dag/stage_registry.h"
+#include "stages/augment/augment_stage.h"
 #include "stages/download/download_stage.h"
 #include "stages/shell/shell_stage.h"
 #include "stages/split/split_stage.h"
@@ -10,6 +11,7 @@ namespace petal {
 void register_builtin_stages(StageRegistry& registry) {
   registry.add(make_download_stage());
   registry.add(make_split_stage());
+  registry.add(make_augment_stage());
   registry.add(make_shell_stage());
 }
 

@@ -55,7 +55,7 @@ TEST_CASE("exact error texts for invalid values") {
   CHECK(errors_of(dir, "name = \"d\"\n[split]\nratios = [0.7, 0.2, 0.2]\n") ==
         "x.toml:3:1: split.ratios must sum to 1 (got 1.1)");
   CHECK(errors_of(dir, "name = \"d\"\n[download]\nsource = \"lcoal\"\npath = \".\"\n") ==
-        "x.toml:3:1: download.source must be one of \"local\", \"url\", \"auto\" (got \"lcoal\"; did you mean \"local\"?)");
+        "x.toml:3:1: download.source must be one of \"local\", \"url\", \"auto\", \"flowers102\" (got \"lcoal\"; did you mean \"local\"?)");
 }
 
 TEST_CASE("unknown keys get a did-you-mean suggestion") {
@@ -68,7 +68,7 @@ TEST_CASE("unknown keys get a did-you-mean suggestion") {
         "x.toml:4:1: g.txt is not a parameter of stage kind 'emit' (did you mean 'text'?); its parameters are: "
         "text, sleep_ms, fail, rate");
   CHECK(errors_of(dir, "name = \"d\"\n[splt]\n") ==
-        "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, shell, "
+        "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, augment, shell, "
         "emit, concat, via-worker; to name a stage freely, set kind = \"...\" in its table");
   CHECK(errors_of(dir, "name = \"d\"\n[tracking]\nurl = \"http://x\"\n") ==
         "x.toml:3:1: unknown key 'tracking.url' (did you mean 'uri'?); [tracking] allows enabled, uri, experiment");

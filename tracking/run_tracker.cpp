@@ -124,7 +124,8 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
       mlflow::Dataset input;
       input.name = experiment_.name + "/" + plan.node->name();
       input.digest = dataset.value("digest", "").substr(0, 36);
-      input.source_type = dataset.value("source", "local") == "url" ? "http" : "local";
+      const std::string from = dataset.value("from", "");
+      input.source_type = from.rfind("http://", 0) == 0 || from.rfind("https://", 0) == 0 ? "http" : "local";
       input.source = json{{"uri", dataset.value("from", "")}}.dump();
       input.profile = json{{"images", dataset.value("images", 0)}, {"classes", dataset.value("classes", json::object())}}.dump();
       input.tags = {{"mlflow.data.context", "training"}};

@@ -77,7 +77,7 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   if (tracker) tracker->finish(result, stdout);
   session->cache.remove_stale_temps();  // leftovers of killed runs (only keys no one is building)
   if (result.exit_code == kExitInterrupted) {
-    std::printf("petal: interrupted; completed stages are cached, nothing partial was kept\n");
+    std::printf("petal: interrupted; completed stages are cached, and nothing partial entered the cache\n");
   }
   if (result.exit_code == kExitOk && !options.pin.empty()) {
     Pin pin{options.pin, session->experiment.name, {}, now_ms()};

@@ -17,14 +17,18 @@ using nlohmann::json;
 
 namespace {
 
+// $PETAL_WORKER (one explicit executable), else $PETAL_WORKER_DIR/<name>, else <name> beside the
+// running executable or one folder up (tests run from build/tests/, workers live in build/).
 fs::path worker_executable(const std::string& worker_name) {
   if (const char* path = std::getenv("PETAL_WORKER"); path && *path) return path;
   std::error_code ec;
+  if (const char* dir = std::getenv("PETAL_WORKER_DIR"); dir && *dir) return fs::path(dir) / worker_name;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path beside = self.parent_path() / worker_name;
-  if (!ec && fs::exists(beside)) return beside;
+  for (const fs::path& dir : {self.parent_path(), self.parent_path().parent_path()}) {
+    if (!ec && fs::exists(dir / worker_name)) return dir / worker_name;
+  }
   throw PetalError(worker_name + " was not found beside " + self.string() +
-                       "; build it (it needs LibTorch: scripts/setup.sh installs libtorch-dev) or set PETAL_WORKER",
+                       "; build it (scripts/setup.sh installs what it needs) or set PETAL_WORKER_DIR",
                    {}, kExitEnvironment);
 }
 

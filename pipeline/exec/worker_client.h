@@ -9,7 +9,9 @@ namespace petal {
 // to the stage's log, starts the worker, forwards cancellation, and copies the worker's report into
 // `ctx.report`. Throws PetalError with the worker's message when it fails.
 //
-// The worker executable is $PETAL_WORKER if set, else `<worker_name>` beside the running petal.
+// The worker executable is $PETAL_WORKER if set, else $PETAL_WORKER_DIR/<worker_name>, else
+// `<worker_name>` beside the running petal. Workers: petal-worker (LibTorch: models, training,
+// the loader) and petal-data-worker (OpenCV: image checks, decoding, augmentation previews).
 void run_in_worker(StageContext& ctx, const std::string& kind, const std::string& worker_name = "petal-worker");
 
 // Intra-op threads a worker may use: $PETAL_THREADS, else the machine's cores.

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "pipeline/dag/stage_kind.h"
 #include "pipeline/util/error.h"
 
 namespace petal {
@@ -31,7 +32,8 @@ bool stays_inside(const fs::path& relative) {
 
 }  // namespace
 
-std::size_t extract_archive(const fs::path& archive, const fs::path& destination) {
+std::size_t extract_archive(const fs::path& archive, const fs::path& destination,
+                            const std::function<bool()>& cancelled) {
   using Reader = std::unique_ptr<struct archive, decltype(&archive_read_free)>;
   using Writer = std::unique_ptr<struct archive, decltype(&archive_write_free)>;
   Reader reader(archive_read_new(), archive_read_free);
@@ -48,6 +50,7 @@ std::size_t extract_archive(const fs::path& archive, const fs::path& destination
   }
   std::size_t files = 0;
   for (;;) {
+    if (cancelled && cancelled()) throw StageCancelled();
     archive_entry* entry = nullptr;
     const int status = archive_read_next_header(reader.get(), &entry);
     if (status == ARCHIVE_EOF) break;

@@ -3,8 +3,14 @@
 
 namespace petal {
 
-// split: a reproducible train/val/test assignment of the downloaded images, stratified by class.
-// Output: split.tsv (path, label, split), classes.txt, counts.json.
+// split: checks every image and assigns each to train, val or test. Runs in petal-data-worker
+// (stages/split/split_impl.cpp). Output contract (the augment stage reads it):
+//   split.tsv      path, label, split (train|val|test), sha256; paths relative to source.json's root
+//   classes.txt    class names, one a line; a label's index is its line number
+//   source.json    {"root": absolute folder of the images}
+//   quality.json   counts per class and split, excluded files with reasons, duplicate groups, conflicts
+//   dataset.json   the split as an MLflow dataset input (digest of split.tsv)
+//   class_distribution.png, samples.png
 StageKind make_split_stage();
 
 }  // namespace petal

@@ -44,6 +44,36 @@ void write_file(const fs::path& path, const std::string& content) {
   out << content;
 }
 
+void write_bmp(const fs::path& path, int seed, int width, int height) {
+  const int row = (width * 3 + 3) & ~3;
+  const std::uint32_t pixels = static_cast<std::uint32_t>(row * height), size = 54 + pixels;
+  std::string bmp(size, '\0');
+  const auto put16 = [&](int at, std::uint16_t v) { bmp[at] = char(v & 255); bmp[at + 1] = char(v >> 8); };
+  const auto put32 = [&](int at, std::uint32_t v) { for (int i = 0; i < 4; ++i) bmp[at + i] = char((v >> (8 * i)) & 255); };
+  bmp[0] = 'B';
+  bmp[1] = 'M';
+  put32(2, size);
+  put32(10, 54);
+  put32(14, 40);
+  put32(18, static_cast<std::uint32_t>(width));
+  put32(22, static_cast<std::uint32_t>(height));
+  put16(26, 1);
+  put16(28, 24);
+  put32(34, pixels);
+  std::uint64_t state = 0x9e3779b97f4a7c15ULL * (static_cast<std::uint64_t>(seed) + 1);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        state ^= state << 13;  // xorshift64: every seed gives its own pixels
+        state ^= state >> 7;
+        state ^= state << 17;
+        bmp[54 + y * row + x * 3 + c] = char(state & 255);
+      }
+    }
+  }
+  write_file(path, bmp);
+}
+
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream buffer;

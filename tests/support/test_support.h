@@ -24,6 +24,9 @@ class TempDir {
 };
 
 void write_file(const fs::path& path, const std::string& content);
+// A small valid 24-bit BMP whose pixels depend on `seed` (distinct seeds, distinct files), for
+// stages that decode images; petal's own tests do not link OpenCV to make them.
+void write_bmp(const fs::path& path, int seed, int width = 16, int height = 16);
 std::string read_file(const fs::path& path);
 
 // Runs a shell command line, returning its exit code; stdout+stderr are captured into `output`.

@@ -29,6 +29,8 @@ cv::Mat eval_transform(const cv::Mat& rgb, int image_size, int eval_resize) {
 cv::Mat augment_sample(const cv::Mat& rgb, const Policy& policy, const SampleKey& key, int image_size,
                        int eval_resize) {
   Rng rng(0);
+  // Invariant: both branches return a new image, so the in-place colour ops below never write to
+  // `rgb`, which may be a read-only view into the memory-mapped cache.
   cv::Mat image;
   if (fires(policy, key, Op::Crop, rng)) {
     image = crop_resize(rgb, random_resized_crop_rect(rgb.size(), policy[Op::Crop].magnitude, rng), image_size);

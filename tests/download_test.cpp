@@ -428,8 +428,7 @@ TEST_CASE("download progress lines give size, rate and ETA at most once per inte
 namespace {
 
 fs::path flowers102_meta() {
-  const char* datasets = std::getenv("PETAL_DATASETS");
-  const fs::path root = datasets && *datasets ? fs::path(datasets) : test::source_dir() / "../shared/datasets";
+  const fs::path root = test::datasets_dir();
   return root / "flowers102-meta";
 }
 

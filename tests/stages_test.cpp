@@ -223,9 +223,7 @@ TEST_CASE("split by folders takes train, valid and test from the paths") {
 
 TEST_CASE("the official Oxford-102 split comes from the real setid.mat and imagelabels.mat") {
   TempDir dir;
-  const char* datasets = std::getenv("PETAL_DATASETS");
-  const std::filesystem::path meta =
-      std::filesystem::path(datasets ? datasets : (test::source_dir() / "../shared/datasets").string()) / "flowers102-meta";
+  const std::filesystem::path meta = test::datasets_dir() / "flowers102-meta";
   REQUIRE(std::filesystem::exists(meta / "setid.mat"));
   std::filesystem::create_directories(dir / "images");
   std::filesystem::copy_file(meta / "imagelabels.mat", dir / "images/imagelabels.mat");

@@ -217,6 +217,11 @@ StageKind via_worker_kind() {
 
 std::string test_worker() { return PETAL_TEST_WORKER; }
 
+fs::path datasets_dir() {
+  const char* datasets = std::getenv("PETAL_DATASETS");
+  return datasets && *datasets ? fs::path(datasets) : (source_dir() / "../shared/datasets").lexically_normal();
+}
+
 const StageRegistry& test_registry() {
   static const StageRegistry registry = [] {
     StageRegistry r;

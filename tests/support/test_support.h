@@ -48,7 +48,9 @@ class HttpServer {
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();
 fs::path source_dir();
-std::string test_worker();  // a worker executable speaking petal-worker's protocol (no LibTorch)
+std::string test_worker();
+// The shared datasets folder: $PETAL_DATASETS, else ../shared/datasets beside the repository.
+fs::path datasets_dir();  // a worker executable speaking petal-worker's protocol (no LibTorch)
 
 // A registry with the built-in kinds plus test kinds:
 //   "emit":   writes params.text to out/value.txt; params: text (string), sleep_ms (int), fail (bool)

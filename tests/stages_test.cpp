@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "pipeline/exec/executor.h"
+#include "pipeline/util/sha256.h"
 #include "tests/support/test_support.h"
 
 using namespace petal;
@@ -270,4 +271,35 @@ TEST_CASE("a failing shell command fails the stage and shows its output") {
   CHECK(o.status == StageStatus::Failed);
   CHECK(o.error == "command failed (exit code 3); its output is in the stage log below");
   CHECK(o.log_tail == "oops\n");
+}
+
+TEST_CASE("an Oxford-102-shaped archive of generated images is downloaded, labelled and split with the real .mat files") {
+  TempDir dir;
+  const std::filesystem::path meta = test::datasets_dir() / "flowers102-meta";
+  REQUIRE(std::filesystem::exists(meta / "setid.mat"));
+  const std::vector<int> numbers = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8189};
+  for (int number : numbers) {
+    char name[32];
+    std::snprintf(name, sizeof name, "jpg/image_%05d.jpg", number);
+    test::write_bmp(dir / "src" / name, number);
+  }
+  std::filesystem::create_directories(dir / "mirror");
+  REQUIRE(test::run_command("tar -czf " + (dir / "mirror/102flowers.tgz").string() + " -C " + (dir / "src").string() +
+                            " jpg") == 0);
+  std::filesystem::copy_file(meta / "imagelabels.mat", dir / "mirror/imagelabels.mat");
+  std::filesystem::copy_file(meta / "setid.mat", dir / "mirror/setid.mat");
+  ::setenv("PETAL_DOWNLOAD_CACHE", (dir / "downloads").c_str(), 1);
+  const std::string tgz_sha = sha256_file(dir / "mirror/102flowers.tgz");
+  const Ran ran = run_text(dir, "name = \"ox\"\n[download]\nsource = \"flowers102\"\nmirror = \"" + (dir / "mirror").string() +
+                                    "\"\nchecksums = [\"102flowers.tgz=sha256:" + tgz_sha + "\"]\n[split]\n");
+  ::unsetenv("PETAL_DOWNLOAD_CACHE");
+  REQUIRE(ran.result.exit_code == 0);
+  CHECK(quality_of(ran)["method"] == "oxford102");
+  const auto splits = split_of(ran.out.at("split") / "split.tsv");
+  REQUIRE(splits.size() == numbers.size());
+  CHECK(splits.at("jpg/image_00001.jpg") == "077:test");
+  CHECK(splits.at("jpg/image_08189.jpg") == "062:test");
+  // The images are readable through source.json's root, as the augment stage will read them.
+  const auto source = nlohmann::json::parse(test::read_file(ran.out.at("split") / "source.json"));
+  CHECK(std::filesystem::exists(std::filesystem::path(source.at("root").get<std::string>()) / "jpg/image_00012.jpg"));
 }

@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "pipeline/util/net.h"
 #include "tests/support/test_support.h"
 #include "tracking/local_server.h"
 #include "tracking/mlflow_client.h"
@@ -28,17 +29,6 @@ using namespace petal::mlflow;
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 std::string random_text(std::size_t length) {
   static const char* alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -68,7 +58,7 @@ class AuthServer {
   std::string admin_password = "pw-" + random_text(20);  // MLflow wants at least 12 characters
 
   AuthServer() {
-    const int port = free_port();
+    const int port = free_loopback_port();
     url_ = "http://127.0.0.1:" + std::to_string(port);
     const std::string config = (dir_ / "basic_auth.ini").string();
     // The auth app reads database_uri and the bootstrap admin from this file; there is no default

@@ -1,3 +1,4 @@
+#include "pipeline/util/net.h"
 #include "tracking/local_server.h"
 
 #include <fcntl.h>
@@ -24,17 +25,6 @@ namespace petal {
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 std::string log_tail(const fs::path& file) {
   std::ifstream in(file);
@@ -90,7 +80,7 @@ std::string LocalMlflowServer::ensure_running(int port, int timeout_s) {
   } catch (const std::exception&) {
     // no usable record: start a server
   }
-  if (port == 0) port = free_port();
+  if (port == 0) port = free_loopback_port();
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   const std::string executable = mlflow_executable();
   const std::string backend = "sqlite:///" + (dir_ / "mlflow.db").string();

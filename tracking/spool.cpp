@@ -38,18 +38,11 @@ void Spool::write_lines(const std::string& text) {
   if (size == 0) out = std::string(kHeader) + "\n";
   else if (::pread(fd, &last, 1, size - 1) == 1 && last != '\n') out = "\n";  // end a line torn by a crash
   out += text;
-  const char* data = out.data();
-  std::size_t left = out.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int saved = errno;
-      ::close(fd);
-      throw PetalError("cannot write the tracking spool " + file_.string() + ": " + std::strerror(saved), {}, kExitEnvironment);
-    }
-    data += n;
-    left -= static_cast<std::size_t>(n);
+  try {
+    write_all(fd, out, file_);
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
   ::fdatasync(fd);
   ::close(fd);

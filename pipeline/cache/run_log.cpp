@@ -47,20 +47,6 @@ std::optional<RunRecord> from_line(const std::string& line) {
   }
 }
 
-void write_all(int fd, const std::string& text, const fs::path& file) {
-  const char* data = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw PetalError("cannot append to run log " + file.string() + ": " + std::strerror(errno), {},
-                       kExitEnvironment);
-    }
-    data += n;
-    left -= static_cast<std::size_t>(n);
-  }
-}
 
 // Opens the log for appending with an exclusive flock, making sure the descriptor still refers to
 // the file at `file` (a concurrent compaction may have renamed a new one into place).

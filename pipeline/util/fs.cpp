@@ -60,20 +60,12 @@ void write_file_atomically(const fs::path& path, const std::string& content) {
   const fs::path temp = path.parent_path() / unique_name("." + path.filename().string());
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw_io("cannot create", temp);
-  const char* data = content.data();
-  std::size_t left = content.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int saved = errno;
-      ::close(fd);
-      ::unlink(temp.c_str());
-      errno = saved;
-      throw_io("cannot write", temp);
-    }
-    data += n;
-    left -= static_cast<std::size_t>(n);
+  try {
+    write_all(fd, content, temp);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
   }
   if (::fsync(fd) != 0) {
     const int saved = errno;
@@ -90,6 +82,20 @@ void write_file_atomically(const fs::path& path, const std::string& content) {
     throw_io("cannot rename into", path);
   }
   fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path());
+}
+
+void write_all(int fd, const std::string& data, const fs::path& path) {
+  const char* next = data.data();
+  std::size_t left = data.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, next, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("cannot write", path);
+    }
+    next += n;
+    left -= static_cast<std::size_t>(n);
+  }
 }
 
 void fsync_tree(const fs::path& root) {

@@ -25,7 +25,10 @@ std::string read_text_file(const fs::path& path);  // throws PetalError naming t
 // across a crash: write to a sibling temp file, fsync it, rename over the target, fsync the folder.
 void write_file_atomically(const fs::path& path, const std::string& content);
 
-void fsync_path(const fs::path& path);  // a file or a directory; errors are ignored only for EINVAL
+void fsync_path(const fs::path& path);
+
+// Writes all of `data` to `fd`, retrying short writes and EINTR; throws PetalError naming `path`.
+void write_all(int fd, const std::string& data, const fs::path& path);  // a file or a directory; errors are ignored only for EINVAL
 
 // Creates every file's data and every folder entry below `root` on disk (fsync, deepest first).
 void fsync_tree(const fs::path& root);

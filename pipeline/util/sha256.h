@@ -7,21 +7,33 @@
 
 namespace petal {
 
-// Incremental SHA-256 (OpenSSL). Every persisted key and digest in petal is SHA-256 in lowercase
-// hex: stable across compilers, runs and machines (unlike std::hash).
-class Sha256 {
+// An incremental OpenSSL message digest, hex-encoded. Every persisted key and digest in petal is
+// SHA-256 in lowercase hex: stable across compilers, runs and machines (unlike std::hash). MD5 is
+// there only to verify files published with MD5 checksums (Oxford-102's .mat files).
+class MessageDigest {
  public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
+  enum class Algorithm { Sha256, Md5 };
+  explicit MessageDigest(Algorithm algorithm);
+  ~MessageDigest();
+  MessageDigest(const MessageDigest&) = delete;
+  MessageDigest& operator=(const MessageDigest&) = delete;
 
-  Sha256& update(const void* data, std::size_t size);
-  Sha256& update(std::string_view text) { return update(text.data(), text.size()); }
+  MessageDigest& update(const void* data, std::size_t size);
+  MessageDigest& update(std::string_view text) { return update(text.data(), text.size()); }
   std::string hex_digest();  // finishes the hash; the object must not be updated afterwards
 
  private:
   void* ctx_;
+};
+
+class Sha256 : public MessageDigest {
+ public:
+  Sha256() : MessageDigest(Algorithm::Sha256) {}
+};
+
+class Md5 : public MessageDigest {
+ public:
+  Md5() : MessageDigest(Algorithm::Md5) {}
 };
 
 std::string sha256_hex(std::string_view data);

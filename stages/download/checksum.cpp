@@ -15,33 +15,6 @@
 
 namespace petal {
 
-Md5::Md5() : ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_md5(), nullptr) != 1) {
-    EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
-    throw std::runtime_error("OpenSSL: cannot initialise MD5 (is OpenSSL in FIPS-only mode?)");
-  }
-}
-
-Md5::~Md5() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
-
-Md5& Md5::update(const void* data, std::size_t size) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, size);
-  return *this;
-}
-
-std::string Md5::hex_digest() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &length);
-  static const char* hex = "0123456789abcdef";
-  std::string out(length * 2, '0');
-  for (unsigned int i = 0; i < length; ++i) {
-    out[2 * i] = hex[digest[i] >> 4];
-    out[2 * i + 1] = hex[digest[i] & 15];
-  }
-  return out;
-}
-
 std::string md5_hex(std::string_view data) { return Md5().update(data).hex_digest(); }
 
 std::string parse_checksum(std::string_view text, Checksum* out) {

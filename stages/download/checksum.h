@@ -5,26 +5,12 @@
 #include <string>
 #include <string_view>
 
+#include "pipeline/util/sha256.h"  // MessageDigest, Md5
+
 namespace petal {
 
-// Incremental MD5 (OpenSSL EVP), for verifying files whose publishers give only an MD5 (the
-// Oxford-102 .mat files). MD5 is fine for detecting corrupt or wrong downloads against a published
-// value; petal's own keys and digests stay SHA-256.
-class Md5 {
- public:
-  Md5();
-  ~Md5();
-  Md5(const Md5&) = delete;
-  Md5& operator=(const Md5&) = delete;
-
-  Md5& update(const void* data, std::size_t size);
-  Md5& update(std::string_view text) { return update(text.data(), text.size()); }
-  std::string hex_digest();  // finishes the hash; the object must not be updated afterwards
-
- private:
-  void* ctx_;
-};
-
+// MD5 verifies files whose publishers give only an MD5 (the Oxford-102 .mat files); it is fine for
+// detecting corrupt or wrong downloads against a published value. petal's own keys stay SHA-256.
 std::string md5_hex(std::string_view data);
 
 // An expected checksum: algorithm ("sha256" or "md5") and lowercase hex digest. Empty = not checked.

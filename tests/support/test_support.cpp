@@ -1,3 +1,4 @@
+#include "pipeline/util/net.h"
 #include "tests/support/test_support.h"
 
 #include <netinet/in.h>
@@ -93,21 +94,10 @@ int run_command(const std::string& command, std::string* output) {
 }
 
 namespace {
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 }  // namespace
 
 HttpServer::HttpServer(const fs::path& root) {
-  port_ = free_port();
+  port_ = free_loopback_port();
   pid_ = ::fork();
   if (pid_ == 0) {
     const int null_fd = ::open("/dev/null", O_WRONLY);

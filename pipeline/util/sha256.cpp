@@ -43,13 +43,14 @@ std::string MessageDigest::hex_digest() {
 
 std::string sha256_hex(std::string_view data) { return Sha256().update(data).hex_digest(); }
 
-std::string sha256_file(const std::filesystem::path& path) {
+std::uint64_t stream_file(const std::filesystem::path& path,
+                          const std::function<void(const char* data, std::size_t size)>& sink) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     throw PetalError("cannot read " + path.string() + ": " + std::strerror(errno), {}, kExitEnvironment);
   }
-  Sha256 hash;
-  std::vector<char> buffer(1 << 16);
+  std::vector<char> buffer(1 << 20);
+  std::uint64_t total = 0;
   for (;;) {
     const ssize_t n = ::read(fd, buffer.data(), buffer.size());
     if (n == 0) break;
@@ -59,9 +60,16 @@ std::string sha256_file(const std::filesystem::path& path) {
       ::close(fd);
       throw PetalError("cannot read " + path.string() + ": " + std::strerror(saved), {}, kExitEnvironment);
     }
-    hash.update(buffer.data(), static_cast<std::size_t>(n));
+    sink(buffer.data(), static_cast<std::size_t>(n));
+    total += static_cast<std::uint64_t>(n);
   }
   ::close(fd);
+  return total;
+}
+
+std::string sha256_file(const std::filesystem::path& path) {
+  Sha256 hash;
+  stream_file(path, [&](const char* data, std::size_t size) { hash.update(data, size); });
   return hash.hex_digest();
 }
 

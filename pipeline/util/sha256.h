@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,11 @@ class Md5 : public MessageDigest {
  public:
   Md5() : MessageDigest(Algorithm::Md5) {}
 };
+
+// Streams a file through `sink` in blocks; returns its size. Throws PetalError (exit 3) naming the
+// file if it cannot be read.
+std::uint64_t stream_file(const std::filesystem::path& path,
+                          const std::function<void(const char* data, std::size_t size)>& sink);
 
 std::string sha256_hex(std::string_view data);
 // Streams the file in blocks; throws PetalError (exit 3) naming the file if it cannot be read.

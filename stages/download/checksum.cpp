@@ -33,26 +33,13 @@ std::string parse_checksum(std::string_view text, Checksum* out) {
 }
 
 FileDigests digest_file(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw PetalError("cannot read " + path.string() + ": " + std::strerror(errno), {}, kExitEnvironment);
   Sha256 sha;
   Md5 md5;
   FileDigests result;
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int saved = errno;
-      ::close(fd);
-      throw PetalError("cannot read " + path.string() + ": " + std::strerror(saved), {}, kExitEnvironment);
-    }
-    sha.update(buffer.data(), static_cast<std::size_t>(n));
-    md5.update(buffer.data(), static_cast<std::size_t>(n));
-    result.bytes += static_cast<std::uint64_t>(n);
-  }
-  ::close(fd);
+  result.bytes = stream_file(path, [&](const char* data, std::size_t size) {
+    sha.update(data, size);
+    md5.update(data, size);
+  });
   result.sha256 = sha.hex_digest();
   result.md5 = md5.hex_digest();
   return result;

@@ -256,7 +256,13 @@ std::vector<json> RunLogger::to_operations(std::vector<Item>& items) const {
 }
 
 void RunLogger::background() {
-  FileLock owner = FileLock::acquire(spool_.file().string() + ".lock");  // keeps `petal sync` off this spool
+  FileLock owner;  // keeps `petal sync` off this spool while the run is live
+  try {
+    owner = FileLock::acquire(spool_.file().string() + ".lock");
+  } catch (const PetalError& e) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_error_ = e.what();  // still log; only a concurrent `petal sync` could now replay early
+  }
   for (;;) {
     std::vector<Item> items;
     bool stopping = false;

@@ -46,6 +46,7 @@ struct StageContext {
   std::filesystem::path base_dir;                        // the experiment file's folder
   std::function<bool()> cancelled;                       // poll in long loops; throw StageCancelled
   StageReport& report;
+  int threads = 1;  // the stage's CPU budget ($PETAL_THREADS, else the cores); use no more
 };
 
 // Thrown by an implementation that noticed `cancelled()`; the executor treats it as an interruption.

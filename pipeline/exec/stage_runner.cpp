@@ -4,6 +4,7 @@
 #include <deque>
 #include <fstream>
 
+#include "pipeline/exec/worker_client.h"
 #include "pipeline/util/error.h"
 #include "pipeline/util/fs.h"
 
@@ -67,6 +68,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
   const nlohmann::json params = plan.node->config->params_json();
   StageContext context{plan.node->name(), params,          request.inputs,     build->out_dir(),
                        build->log_file(), request.base_dir, request.cancelled, outcome.report};
+  context.threads = worker_thread_budget();
   try {
     plan.node->kind->run(context);
     if (request.cancelled && request.cancelled()) throw StageCancelled();

@@ -52,7 +52,7 @@ void run_in_worker(StageContext& ctx, const std::string& kind, const std::string
   request.output_dir = ctx.output_dir;
   request.base_dir = ctx.base_dir;
   request.report_file = scratch / "worker-report.json";
-  request.threads = worker_thread_budget();
+  request.threads = std::max(1, ctx.threads);
   const fs::path request_file = scratch / "worker-request.json";
   std::ofstream(request_file) << request.to_json().dump(1) << "\n";
 

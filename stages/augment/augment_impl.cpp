@@ -52,7 +52,7 @@ void run_augment_stage(StageContext& ctx) {
   augment::CacheBuildOptions options;
   options.short_side = settings.cache_short_side;
   options.upscale = settings.upscale;
-  options.threads = std::max(1, cv::getNumThreads());
+  options.threads = std::max(1, ctx.threads);
   const augment::CacheBuildStats stats = augment::build_image_cache(table, ctx.output_dir, options, ctx.cancelled);
   settings.write(ctx.output_dir);
 

@@ -31,6 +31,7 @@ void run_augment(StageContext& ctx) {
   params["resolved"] = resolved_policies(ctx.params);
   StageContext worker_ctx{ctx.stage_name, params,       ctx.inputs,    ctx.output_dir,
                           ctx.log_file,   ctx.base_dir, ctx.cancelled, ctx.report};
+  worker_ctx.threads = ctx.threads;
   run_in_worker(worker_ctx, "augment", "petal-data-worker");
 }
 

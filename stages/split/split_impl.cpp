@@ -4,7 +4,6 @@
 #include <functional>
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -110,15 +109,11 @@ void apply_folders(std::vector<SplitItem>& items) {
   }
 }
 
-int thread_count() {
-  if (const char* text = std::getenv("PETAL_THREADS"); text && std::atoi(text) > 0) return std::atoi(text);
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
-void check_all(std::vector<SplitItem>& items, const fs::path& root, const std::function<bool()>& cancelled) {
+void check_all(std::vector<SplitItem>& items, const fs::path& root, int threads, const std::function<bool()>& cancelled) {
   std::atomic<std::size_t> next{0};
   std::vector<std::thread> pool;
-  for (int t = 0; t < thread_count(); ++t) {
+  for (int t = 0; t < std::max(1, threads); ++t) {
     pool.emplace_back([&] {
       for (std::size_t i; (i = next.fetch_add(1)) < items.size();) {
         if (cancelled && cancelled()) return;
@@ -143,7 +138,7 @@ void run_split_stage(StageContext& ctx) {
   for (auto& item : items) {
     if (item.excluded.empty() && item.label.empty()) item.excluded = "no label (not in a class folder)";
   }
-  if (ctx.params.at("check_images").get<bool>()) check_all(items, source.root, ctx.cancelled);
+  if (ctx.params.at("check_images").get<bool>()) check_all(items, source.root, ctx.threads, ctx.cancelled);
   const DuplicateReport duplicates = resolve_duplicates(items, ctx.params.at("conflicts").get<std::string>());
   if (method == "stratified") {
     assign_stratified(items, ctx.params.at("ratios").get<std::vector<double>>(),

@@ -77,6 +77,7 @@ int serve_worker_request(const std::filesystem::path& request_file, const Worker
                        request.base_dir,
                        [] { return g_stop != 0; },
                        report};
+  context.threads = std::max(1, request.threads);
   try {
     found->second(context);
   } catch (const StageCancelled&) {

@@ -1,7 +1,6 @@
 // The augment stage's implementation, run by petal-data-worker (the spec is augment_stage.cpp).
 #include "stages/augment/augment_impl.h"
 
-#include <opencv2/core.hpp>
 
 #include <algorithm>
 #include <cstdio>

@@ -19,10 +19,7 @@ std::string errors_of(const TempDir& dir, const std::string& text, std::vector<s
   try {
     load(dir, text, std::move(overrides));
   } catch (const PetalError& e) {
-    std::string message = e.what();
-    const std::string prefix = dir.path().string() + "/";
-    for (std::size_t at; (at = message.find(prefix)) != std::string::npos;) message.erase(at, prefix.size());
-    return message;
+    return dir.relative(e.what());
   }
   return "(no error)";
 }

@@ -135,20 +135,8 @@ Outcome run_download(const TempDir& dir, const std::string& table, const char* m
   const std::string download_cache = (dir / "dlcache").string();
   ScopedEnv cache_env("PETAL_DOWNLOAD_CACHE", download_cache.c_str());
   ScopedEnv mirror_env("PETAL_DATA_MIRROR", mirror);
-  test::write_file(dir / "x.toml", "name = \"dl\"\n[download]\n" + table);
-  const Experiment e = load_experiment(dir / "x.toml", test::test_registry());
-  const Graph g = Graph::build(e, test::test_registry());
-  StageCache cache(dir / "state/cache");
-  DigestCache digests(dir / "state/digests.tsv");
-  RunLog log(dir / "state/runs.log");
-  const Plan plan = make_plan(g, cache, digests, false);
-  ExecutionObserver quiet;
-  ExecuteOptions options;
-  options.run_id = "r";
-  options.experiment = "dl";
-  options.base_dir = dir.path();
-  Outcome o{execute(plan, cache, log, quiet, options), cache.out_dir(plan.stages[0].key)};
-  return o;
+  test::ExperimentRun ran = test::run_experiment(dir, "name = \"dl\"\n[download]\n" + table);
+  return Outcome{std::move(ran.result), ran.out.at("download")};
 }
 
 }  // namespace

@@ -18,10 +18,7 @@ std::string graph_error(const TempDir& dir, const std::string& text) {
   try {
     Graph::build(e, test::test_registry());
   } catch (const PetalError& error) {
-    std::string message = error.what();
-    const std::string prefix = dir.path().string() + "/";
-    for (std::size_t at; (at = message.find(prefix)) != std::string::npos;) message.erase(at, prefix.size());
-    return message;
+    return dir.relative(error.what());
   }
   return "(no error)";
 }

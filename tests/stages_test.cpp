@@ -14,34 +14,10 @@ using petal::test::TempDir;
 
 namespace {
 
-// Runs an experiment text in `dir` with state under dir/state; returns the outcomes by stage name
-// and each stage's out/ folder.
-struct Ran {
-  RunResult result;
-  std::map<std::string, std::filesystem::path> out;
-  std::map<std::string, StageOutcome> by_stage;
-};
+using Ran = test::ExperimentRun;
 
 Ran run_text(const TempDir& dir, const std::string& text, std::vector<std::string> overrides = {}) {
-  test::write_file(dir / "x.toml", text);
-  const Experiment e = load_experiment(dir / "x.toml", test::test_registry(), LoadOptions{std::move(overrides)});
-  const Graph g = Graph::build(e, test::test_registry());
-  StageCache cache(dir / "state/cache");
-  DigestCache digests(dir / "state/digests.tsv");
-  RunLog log(dir / "state/runs.log");
-  const Plan plan = make_plan(g, cache, digests, false);
-  ExecutionObserver quiet;
-  ExecuteOptions options;
-  options.run_id = "r";
-  options.experiment = e.name;
-  options.base_dir = dir.path();
-  Ran ran;
-  ran.result = execute(plan, cache, log, quiet, options);
-  for (const auto& sp : plan.stages) {
-    ran.out[sp.node->name()] = cache.out_dir(sp.key);
-    ran.by_stage[sp.node->name()] = ran.result.outcomes[sp.node->index];
-  }
-  return ran;
+  return test::run_experiment(dir, text, std::move(overrides));
 }
 
 // Real (BMP) images whose content depends only on (label, index), so two folders made alike are
@@ -58,22 +34,6 @@ void make_image_folder(const std::filesystem::path& root, const std::map<std::st
   for (const auto& [label, n] : counts) {
     for (int i = 0; i < n; ++i) test::write_file(root / label / (label + std::to_string(i) + ".jpg"), label + std::to_string(i));
   }
-}
-
-std::map<std::string, std::map<std::string, int>> split_counts(const std::filesystem::path& split_tsv) {
-  std::map<std::string, std::map<std::string, int>> counts;
-  std::istringstream in(test::read_file(split_tsv));
-  std::string line;
-  std::getline(in, line);
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string path, label, split;
-    std::getline(f, path, '\t');
-    std::getline(f, label, '\t');
-    std::getline(f, split, '\t');
-    ++counts[label][split];
-  }
-  return counts;
 }
 
 const char* kDataPipeline = "name = \"data\"\n[download]\npath = \"images\"\n[split]\n";
@@ -93,6 +53,15 @@ std::map<std::string, std::string> split_of(const std::filesystem::path& split_t
     out[path] = label + ":" + split;
   }
   return out;
+}
+
+std::map<std::string, std::map<std::string, int>> split_counts(const std::filesystem::path& split_tsv) {
+  std::map<std::string, std::map<std::string, int>> counts;
+  for (const auto& [path, label_split] : split_of(split_tsv)) {
+    const std::size_t colon = label_split.find(':');
+    ++counts[label_split.substr(0, colon)][label_split.substr(colon + 1)];
+  }
+  return counts;
 }
 
 nlohmann::json quality_of(const Ran& ran) {

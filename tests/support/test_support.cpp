@@ -34,6 +34,12 @@ TempDir::TempDir() {
   throw std::runtime_error("cannot create a temp dir");
 }
 
+std::string TempDir::relative(std::string text) const {
+  const std::string prefix = path_.string() + "/";
+  for (std::size_t at; (at = text.find(prefix)) != std::string::npos;) text.erase(at, prefix.size());
+  return text;
+}
+
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
@@ -133,6 +139,28 @@ std::string HttpServer::url(const std::string& name) const {
   return "http://127.0.0.1:" + std::to_string(port_) + "/" + name;
 }
 
+ExperimentRun run_experiment(const TempDir& dir, const std::string& text, std::vector<std::string> overrides) {
+  write_file(dir / "x.toml", text);
+  const Experiment e = load_experiment(dir / "x.toml", test_registry(), LoadOptions{std::move(overrides)});
+  const Graph g = Graph::build(e, test_registry());
+  StageCache cache(dir / "state/cache");
+  DigestCache digests(dir / "state/digests.tsv");
+  RunLog log(dir / "state/runs.log");
+  const Plan plan = make_plan(g, cache, digests, false);
+  ExecutionObserver quiet;
+  ExecuteOptions options;
+  options.run_id = "r";
+  options.experiment = e.name;
+  options.base_dir = dir.path();
+  ExperimentRun run;
+  run.result = execute(plan, cache, log, quiet, options);
+  for (const auto& sp : plan.stages) {
+    run.out[sp.node->name()] = cache.out_dir(sp.key);
+    run.by_stage[sp.node->name()] = run.result.outcomes[sp.node->index];
+  }
+  return run;
+}
+
 std::string petal_binary() { return PETAL_BINARY; }
 fs::path source_dir() { return PETAL_SOURCE_DIR; }
 
@@ -157,14 +185,19 @@ void pause_and_maybe_fail(StageContext& ctx) {
   if (ctx.params.at("fail").get<bool>()) throw PetalError("emit failed on purpose", {}, kExitStageFailed);
 }
 
+// The parameters every test kind shares: what to write, and how to behave.
+std::vector<ParamSpec> behaviour_params(const std::string& text_default, const std::string& text_help) {
+  return {ParamSpec::text("text", text_default, text_help),
+          ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
+          ParamSpec::boolean("fail", false, "fail instead of finishing")};
+}
+
 StageKind emit_kind() {
   StageKind kind;
   kind.name = "emit";
   kind.version = "emit/1";
-  kind.params = {ParamSpec::text("text", std::string("hello"), "what to write"),
-                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
-                 ParamSpec::boolean("fail", false, "fail instead of finishing"),
-                 ParamSpec::real("rate", 0.5, "a number").greater_than(0).at_most(1)};
+  kind.params = behaviour_params("hello", "what to write");
+  kind.params.push_back(ParamSpec::real("rate", 0.5, "a number").greater_than(0).at_most(1));
   kind.run = [](StageContext& ctx) {
     count_execution(ctx.stage_name);
     pause_and_maybe_fail(ctx);
@@ -178,9 +211,7 @@ StageKind concat_kind() {
   StageKind kind;
   kind.name = "concat";
   kind.version = "concat/1";
-  kind.params = {ParamSpec::text("text", std::string(""), "appended after the inputs"),
-                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
-                 ParamSpec::boolean("fail", false, "fail instead of finishing")};
+  kind.params = behaviour_params("", "appended after the inputs");
   kind.run = [](StageContext& ctx) {
     count_execution(ctx.stage_name);
     pause_and_maybe_fail(ctx);
@@ -196,9 +227,7 @@ StageKind via_worker_kind() {
   StageKind kind;
   kind.name = "via-worker";
   kind.version = "via-worker/1";
-  kind.params = {ParamSpec::text("text", std::string("w"), "appended after the inputs"),
-                 ParamSpec::integer("sleep_ms", 0, "pause before finishing").at_least(0),
-                 ParamSpec::boolean("fail", false, "fail instead of finishing")};
+  kind.params = behaviour_params("w", "appended after the inputs");
   kind.run = [](StageContext& ctx) { run_in_worker(ctx, "via-worker", "petal_test_worker"); };
   return kind;
 }

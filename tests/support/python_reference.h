@@ -1,0 +1,18 @@
+#pragma once
+// Runs the Python references (tests/parity/*.py) with the project's .venv, which sees Debian's
+// torch 1.13 and torchvision 0.14 through --system-site-packages.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace petal::test {
+
+// The project's Python: $PETAL_PYTHON, else <source>/.venv/bin/python.
+std::string project_python();
+
+// Runs `python <source>/tests/parity/<script> <args...>` with one intra-op thread per core budget
+// (OMP_NUM_THREADS from the environment, default 2) and returns its stdout; throws
+// std::runtime_error with the script's output when it exits non-zero.
+std::string run_python_reference(const std::string& script, const std::vector<std::string>& args);
+
+}  // namespace petal::test

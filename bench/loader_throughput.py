@@ -208,12 +208,12 @@ def build(no_build: bool) -> None:
         fail(f"ninja failed:\n{result.stdout[-4000:]}")
 
 
-def prepare(work: Path, dataset: Path, policy: str) -> tuple[Path, dict]:
+def prepare(work: Path, dataset: Path, policy: str, image_size: int = 224) -> tuple[Path, dict]:
     """Runs petal's download, split and augment stages; returns (augment output folder, facts)."""
     experiment = work / "loader_bench.toml"
     experiment.write_text(f'name = "loader-bench"\n[tracking]\nenabled = false\n'
                           f'[download]\nsource = "local"\npath = "{dataset}"\n'
-                          f'[split]\n[augment]\npolicy = "{policy}"\n')
+                          f'[split]\n[augment]\npolicy = "{policy}"\nimage_size = {image_size}\n')
     state = work / "state"
     env = dict(os.environ, PETAL_TRACKING="off")
     petal = str(BUILD / "petal")

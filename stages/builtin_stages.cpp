@@ -3,6 +3,7 @@
 #include "stages/download/download_stage.h"
 #include "stages/shell/shell_stage.h"
 #include "stages/split/split_stage.h"
+#include "stages/train/train_stage.h"
 
 namespace petal {
 
@@ -12,6 +13,8 @@ void register_builtin_stages(StageRegistry& registry) {
   registry.add(make_download_stage());
   registry.add(make_split_stage());
   registry.add(make_augment_stage());
+  registry.add(make_train_stage());
+  registry.add(make_finetune_stage());
   registry.add(make_shell_stage());
 }
 

@@ -65,8 +65,8 @@ TEST_CASE("unknown keys get a did-you-mean suggestion") {
         "x.toml:4:1: g.txt is not a parameter of stage kind 'emit' (did you mean 'text'?); its parameters are: "
         "text, sleep_ms, fail, rate");
   CHECK(errors_of(dir, "name = \"d\"\n[splt]\n") ==
-        "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, augment, shell, "
-        "emit, concat, via-worker; to name a stage freely, set kind = \"...\" in its table");
+        "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, augment, train, "
+        "finetune, shell, emit, concat, via-worker; to name a stage freely, set kind = \"...\" in its table");
   CHECK(errors_of(dir, "name = \"d\"\n[tracking]\nurl = \"http://x\"\n") ==
         "x.toml:3:1: unknown key 'tracking.url' (did you mean 'uri'?); [tracking] allows enabled, uri, experiment");
 }

@@ -1,1 +1,242 @@
-// placeholder: being written
+// The model zoo: parity with the Python references (torchvision 0.14, efficientnet_lite_pytorch) on
+// the same weights and input, and the invariants every architecture shares (blocks, heads).
+// LibTorch's headers bring glog's CHECK macros: include them first, then let doctest's replace them.
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "stages/train/model_names.h"
+#include "stages/train/models/model_zoo.h"
+#include "stages/train/weights/state_dict_file.h"
+#include "stages/train/weights/state_dict_load.h"
+
+#undef CHECK
+#undef CHECK_EQ
+#undef CHECK_NE
+#undef CHECK_LT
+#undef CHECK_LE
+#undef CHECK_GT
+#undef CHECK_GE
+#include <doctest/doctest.h>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tests/support/python_reference.h"
+#include "tests/support/test_support.h"
+
+using namespace petal;
+using petal::test::TempDir;
+
+namespace {
+
+constexpr std::int64_t kClasses = 10;
+constexpr double kTolerance = 1e-4;
+
+models::HeadSpec linear_head() {
+  models::HeadSpec head;
+  head.num_classes = kClasses;
+  return head;
+}
+
+at::Tensor entry(const weights::StateDict& state, const std::string& key) {
+  for (const auto& [name, tensor] : state) {
+    if (name == key) return tensor;
+  }
+  FAIL("io.pth has no '" << key << "'");
+  return {};
+}
+
+double max_abs_diff(const at::Tensor& actual, const at::Tensor& expected) {
+  REQUIRE(actual.sizes() == expected.sizes());
+  return (actual - expected).abs().max().item<double>();
+}
+
+// Builds `architecture` in Python from a fixed seed (BatchNorm statistics perturbed), loads its
+// state dict strictly into petal's network and compares the eval outputs on the same input.
+void check_parity(const std::string& architecture, int size) {
+  TempDir dir;
+  test::run_python_reference("make_reference.py", {"--arch", architecture, "--num-classes", std::to_string(kClasses),
+                                                   "--size", std::to_string(size), "--batch", "2", "--out",
+                                                   dir.path().string()});
+  models::Classifier model = models::make_classifier({architecture, linear_head()});
+  const weights::LoadReport report =
+      weights::load_state_dict(*model, weights::read_state_dict(dir / "weights.pth"), {}, "weights.pth");
+  CHECK_MESSAGE(report.ok(), report.describe());
+  // Every parameter and buffer came from the file: nothing was left at petal's own init.
+  CHECK(report.loaded.size() == weights::module_state_dict(*model).size());
+
+  const weights::StateDict io = weights::read_state_dict(dir / "io.pth");
+  const at::Tensor input = entry(io, "input");
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const double output_diff = max_abs_diff(model->forward(input), entry(io, "output"));
+  const double features_diff = max_abs_diff(model->features(input), entry(io, "features"));
+  MESSAGE(architecture << " at " << size << " px: max |output diff| " << output_diff << ", max |features diff| "
+                       << features_diff);
+  CHECK(output_diff <= kTolerance);
+  CHECK(features_diff <= kTolerance);
+  // The comparison must not be blind: the two samples' outputs differ far beyond the tolerance.
+  const at::Tensor output = entry(io, "output");
+  const double spread = (output[0] - output[1]).abs().max().item<double>();
+  MESSAGE(architecture << ": the two samples' outputs differ by up to " << spread);
+  CHECK(spread > 100 * kTolerance);
+}
+
+bool starts_with_prefix(const std::string& name, const std::string& prefix) {
+  return name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && name[prefix.size()] == '.';
+}
+
+std::vector<std::string> parameter_and_buffer_names(const torch::nn::Module& module) {
+  std::vector<std::string> names;
+  for (const auto& item : module.named_parameters()) names.push_back(item.key());
+  for (const auto& item : module.named_buffers()) names.push_back(item.key());
+  return names;
+}
+
+bool has_parameter(const torch::nn::Module& module, const std::string& name) {
+  return module.named_parameters().find(name) != nullptr;
+}
+
+}  // namespace
+
+// ---- parity with the Python references (64 px: every architecture's pools still leave >= 1 px) ----
+
+TEST_CASE("model parity: resnet18") { check_parity("resnet18", 64); }
+TEST_CASE("model parity: resnet50") { check_parity("resnet50", 64); }
+// The reference state dict is ~550 MB (the fully connected layers), written and read once.
+TEST_CASE("model parity: vgg16_bn") { check_parity("vgg16_bn", 64); }
+TEST_CASE("model parity: densenet121") { check_parity("densenet121", 64); }
+TEST_CASE("model parity: mobilenet_v2") { check_parity("mobilenet_v2", 64); }
+TEST_CASE("model parity: efficientnet_b0") { check_parity("efficientnet_b0", 64); }
+TEST_CASE("model parity: efficientnet_lite0") { check_parity("efficientnet_lite0", 64); }
+TEST_CASE("model parity: small_cnn") { check_parity("small_cnn", 64); }
+
+// ---- invariants of every architecture ----
+
+TEST_CASE("model zoo: blocks cover every parameter") {
+  for (const std::string& architecture : architecture_names()) {
+    CAPTURE(architecture);
+    const models::Classifier model = models::make_classifier({architecture, linear_head()});
+    CHECK(model->architecture() == architecture);
+    std::vector<std::string> prefixes = model->blocks();
+    REQUIRE(!prefixes.empty());
+    prefixes.push_back(model->head_prefix());
+    std::map<std::string, int> used;
+    for (const std::string& name : parameter_and_buffer_names(*model)) {
+      CAPTURE(name);
+      int owners = 0;
+      for (const std::string& prefix : prefixes) {
+        if (starts_with_prefix(name, prefix)) {
+          ++owners;
+          ++used[prefix];
+        }
+      }
+      CHECK(owners == 1);
+    }
+    // No block is empty (a misspelt prefix would own nothing).
+    for (const std::string& prefix : prefixes) {
+      CAPTURE(prefix);
+      CHECK(used[prefix] > 0);
+    }
+  }
+}
+
+TEST_CASE("model zoo: shapes of feature_map, features and output") {
+  const at::Tensor images = at::randn({2, 3, 64, 64});
+  for (const std::string& architecture : architecture_names()) {
+    CAPTURE(architecture);
+    const models::Classifier model = models::make_classifier({architecture, linear_head()});
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor map = model->feature_map(images);
+    REQUIRE(map.dim() == 4);
+    CHECK(map.size(0) == 2);
+    const at::Tensor features = model->embed(map);
+    CHECK((features.sizes() == at::IntArrayRef({2, model->feature_dim()})));
+    CHECK((model->classify(features).sizes() == at::IntArrayRef({2, kClasses})));
+  }
+}
+
+// In-place ReLUs and residual adds must leave autograd intact: a training step reaches every
+// parameter. vgg16_bn is left out for time (its 120 M fully connected weights); it shares the
+// Conv-BN-ReLU(in place) pattern with small_cnn. 32 px keeps it quick and still leaves every
+// network at least 1 px after its last pool.
+TEST_CASE("model zoo: a training step reaches every parameter") {
+  const at::Tensor images = at::randn({2, 3, 32, 32});
+  const at::Tensor labels = at::tensor({1, 7}, at::kLong);
+  for (const std::string& architecture : architecture_names()) {
+    if (architecture == "vgg16_bn") continue;
+    CAPTURE(architecture);
+    const models::Classifier model = models::make_classifier({architecture, linear_head()});
+    model->train();
+    at::cross_entropy_loss(model->forward(images), labels).backward();
+    for (const auto& item : model->named_parameters()) {
+      CAPTURE(item.key());
+      REQUIRE(item.value().grad().defined());
+      CHECK(item.value().grad().isfinite().all().item<bool>());
+    }
+  }
+}
+
+TEST_CASE("model zoo: MLP head") {
+  models::HeadSpec head = linear_head();
+  head.hidden = {512};
+  head.batch_norm = true;
+  head.dropout = 0.3;
+  const models::Classifier model = models::make_classifier({"resnet18", head});
+  // Sequential(0 Linear, 1 BatchNorm1d, 2 ReLU, 3 Dropout, 4 Linear) under the architecture's head name.
+  const auto parameters = model->named_parameters();
+  REQUIRE(parameters.find("fc.0.weight") != nullptr);
+  CHECK((parameters["fc.0.weight"].sizes() == at::IntArrayRef({512, 512})));
+  CHECK((parameters["fc.1.weight"].sizes() == at::IntArrayRef({512})));
+  CHECK(model->named_buffers().find("fc.1.running_mean") != nullptr);
+  CHECK((parameters["fc.4.weight"].sizes() == at::IntArrayRef({kClasses, 512})));
+  CHECK(parameters.find("fc.weight") == nullptr);
+
+  // Without batch norm or dropout: Linear, ReLU, Linear.
+  models::HeadSpec plain_head = head;
+  plain_head.batch_norm = false;
+  plain_head.dropout = 0.0;
+  const models::Classifier plain = models::make_classifier({"densenet121", plain_head});
+  CHECK(has_parameter(*plain, "classifier.0.weight"));
+  CHECK(has_parameter(*plain, "classifier.2.weight"));
+  CHECK(!has_parameter(*plain, "classifier.1.weight"));
+
+  const at::Tensor images = at::randn({4, 3, 64, 64});
+  model->train();
+  CHECK((model->forward(images).sizes() == at::IntArrayRef({4, kClasses})));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  // Eval mode is deterministic (no dropout, running BatchNorm statistics), batch of one included.
+  CHECK(at::equal(model->forward(images), model->forward(images)));
+  CHECK((model->forward(images.slice(0, 0, 1)).sizes() == at::IntArrayRef({1, kClasses})));
+}
+
+TEST_CASE("model zoo: linear head names") {
+  models::HeadSpec head = linear_head();
+  CHECK(has_parameter(*models::make_classifier({"resnet18", head}), "fc.weight"));
+  CHECK(has_parameter(*models::make_classifier({"small_cnn", head}), "classifier.1.weight"));
+  // The head replaces only classifier.6; classifier.0 and .3 stay VGG's own fully connected layers.
+  const models::Classifier vgg = models::make_classifier({"vgg16_bn", head});
+  CHECK((vgg->named_parameters()["classifier.6.weight"].sizes() == at::IntArrayRef({kClasses, 4096})));
+  CHECK(has_parameter(*vgg, "classifier.3.weight"));
+  // Dropout asked of a bare-Linear architecture puts the Linear at index 1.
+  head.dropout = 0.5;
+  CHECK(has_parameter(*models::make_classifier({"resnet18", head}), "fc.1.weight"));
+}
+
+TEST_CASE("model zoo: unknown architecture") {
+  CHECK_THROWS_WITH_AS(models::make_classifier({"resnet19", linear_head()}),
+                       ("unknown architecture 'resnet19' (known: " + architecture_list() + ")").c_str(),
+                       std::invalid_argument);
+  models::HeadSpec head = linear_head();
+  head.num_classes = 0;
+  CHECK_THROWS_WITH_AS(models::make_classifier({"resnet18", head}), "the head needs at least one class",
+                       std::invalid_argument);
+  head = linear_head();
+  head.hidden = {0};
+  CHECK_THROWS_WITH_AS(models::make_classifier({"resnet18", head}), "head hidden layer sizes must be positive, got 0",
+                       std::invalid_argument);
+}

@@ -140,6 +140,11 @@ void StageCache::discard(const std::string& key) const {
   }
 }
 
+void StageCache::remove_resume_dir(const std::string& key) const {
+  std::error_code ignored;
+  fs::remove_all(resume_dir(key), ignored);
+}
+
 void StageCache::touch(const std::string& key) const {
   const fs::path used = entry_dir(key) / "used";
   // utimensat is one syscall; create the marker only the first time.

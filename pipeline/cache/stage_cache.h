@@ -31,6 +31,7 @@ struct CacheEntryInfo {
 //   <root>/tmp/<key>.<unique>/       entries being built (never read)
 //   <root>/locks/<key>.lock          one flock per key: at most one builder per key at a time
 //   <root>/trash/                    damaged or collected entries on their way out
+//   <root>/resume/<key>/             checkpoints of a build that was interrupted, until it commits
 // Invariant: an entry under entries/ appeared there by one atomic rename of a complete, fsync'd
 // folder whose manifest was written last; nothing writes inside it afterwards except `used`.
 class StageCache {
@@ -40,6 +41,10 @@ class StageCache {
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path entry_dir(const std::string& key) const;
   std::filesystem::path out_dir(const std::string& key) const { return entry_dir(key) / "out"; }
+  // <root>/resume/<key>: checkpoints of an unfinished build of `key` (StageContext::resume_dir).
+  // Created by the stage that uses it; only the holder of the key's lock writes there.
+  std::filesystem::path resume_dir(const std::string& key) const { return root_ / "resume" / key; }
+  void remove_resume_dir(const std::string& key) const;  // after a commit; errors are ignored
 
   // The cheap check compares each file's size and mtime with the manifest; `verify` re-hashes.
   CacheLookup lookup(const std::string& key, bool verify) const;

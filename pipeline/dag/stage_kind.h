@@ -47,6 +47,10 @@ struct StageContext {
   std::function<bool()> cancelled;                       // poll in long loops; throw StageCancelled
   StageReport& report;
   int threads = 1;  // the stage's CPU budget ($PETAL_THREADS, else the cores); use no more
+  // A folder that survives an interrupted or killed attempt at this same key (same params, same
+  // inputs) and is deleted once the output is committed: long stages keep checkpoints here and
+  // resume from them. Empty when the executor offers none (then nothing can resume).
+  std::filesystem::path resume_dir;
 };
 
 // Thrown by an implementation that noticed `cancelled()`; the executor treats it as an interruption.

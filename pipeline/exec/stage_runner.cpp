@@ -69,6 +69,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
   StageContext context{plan.node->name(), params,          request.inputs,     build->out_dir(),
                        build->log_file(), request.base_dir, request.cancelled, outcome.report};
   context.threads = worker_thread_budget();
+  context.resume_dir = cache.resume_dir(plan.key);
   try {
     plan.node->kind->run(context);
     if (request.cancelled && request.cancelled()) throw StageCancelled();
@@ -80,6 +81,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
     manifest.created_ms = now_ms();
     manifest.seconds = seconds_since(start);
     build->commit(std::move(manifest));
+    cache.remove_resume_dir(plan.key);
     outcome.status = StageStatus::Ran;
     outcome.built_by_run = request.run_id;
   } catch (const StageCancelled&) {

@@ -53,6 +53,7 @@ void run_in_worker(StageContext& ctx, const std::string& kind, const std::string
   request.base_dir = ctx.base_dir;
   request.report_file = scratch / "worker-report.json";
   request.threads = std::max(1, ctx.threads);
+  request.resume_dir = ctx.resume_dir;
   const fs::path request_file = scratch / "worker-request.json";
   std::ofstream(request_file) << request.to_json().dump(1) << "\n";
 

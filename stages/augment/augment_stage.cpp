@@ -32,6 +32,7 @@ void run_augment(StageContext& ctx) {
   StageContext worker_ctx{ctx.stage_name, params,       ctx.inputs,    ctx.output_dir,
                           ctx.log_file,   ctx.base_dir, ctx.cancelled, ctx.report};
   worker_ctx.threads = ctx.threads;
+  worker_ctx.resume_dir = ctx.resume_dir;
   run_in_worker(worker_ctx, "augment", "petal-data-worker");
 }
 

@@ -1,7 +1,14 @@
 #include "stages/worker/torch_stages.h"
 
+#include "stages/train/train_impl.h"
+
 namespace petal {
 
-WorkerStageTable torch_stage_table() { return WorkerStageTable{}; }
+WorkerStageTable torch_stage_table() {
+  return WorkerStageTable{
+      {"train", run_train_stage},
+      {"finetune", run_finetune_stage},
+  };
+}
 
 }  // namespace petal

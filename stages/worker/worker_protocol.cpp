@@ -18,7 +18,7 @@ json WorkerRequest::to_json() const {
               {"stage", stage},            {"params", params},
               {"inputs", in},              {"output_dir", output_dir.string()},
               {"base_dir", base_dir.string()}, {"report_file", report_file.string()},
-              {"threads", threads}};
+              {"threads", threads},        {"resume_dir", resume_dir.string()}};
 }
 
 WorkerRequest WorkerRequest::from_json(const json& j) {
@@ -32,6 +32,7 @@ WorkerRequest WorkerRequest::from_json(const json& j) {
   r.base_dir = j.at("base_dir").get<std::string>();
   r.report_file = j.at("report_file").get<std::string>();
   r.threads = j.value("threads", 1);
+  r.resume_dir = j.value("resume_dir", std::string());
   return r;
 }
 
@@ -78,6 +79,7 @@ int serve_worker_request(const std::filesystem::path& request_file, const Worker
                        [] { return g_stop != 0; },
                        report};
   context.threads = std::max(1, request.threads);
+  context.resume_dir = request.resume_dir;
   try {
     found->second(context);
   } catch (const StageCancelled&) {

@@ -15,7 +15,7 @@ namespace petal {
 // commits anything: it writes into `output_dir`, which petal commits or discards.
 //
 // request.json: {"format": 1, "kind", "stage", "params", "inputs": {name: dir}, "output_dir",
-//                "base_dir", "report_file", "threads"}
+//                "base_dir", "report_file", "threads", "resume_dir"}
 // report file:  StageReport::to_json(), or {"error": "message"} on failure
 struct WorkerRequest {
   static constexpr int kFormat = 1;
@@ -27,6 +27,7 @@ struct WorkerRequest {
   std::filesystem::path base_dir;
   std::filesystem::path report_file;
   int threads = 1;
+  std::filesystem::path resume_dir;  // StageContext::resume_dir; empty: none
 
   nlohmann::json to_json() const;
   static WorkerRequest from_json(const nlohmann::json& json);  // throws std::runtime_error

@@ -1,9 +1,9 @@
 """Python side of the model parity tests (tests/models_test.cpp).
 
 Builds one architecture with the reference implementation (torchvision 0.14, or the
-efficientnet_lite_pytorch package for efficientnet_lite0) from a fixed seed, perturbs every
-BatchNorm's affine parameters and running statistics (so eval-mode BatchNorm is really exercised,
-not left at its identity initialisation), and writes to --out:
+efficientnet_lite_pytorch package for efficientnet_lite0) from a fixed seed, sets every
+BatchNorm's running statistics from a calibration batch and perturbs its affine parameters (so
+eval-mode BatchNorm is really exercised and outputs depend on the input), and writes to --out:
   weights.pth  model.state_dict() saved by torch.save (zip format, an OrderedDict)
   io.pth       {"input": x, "output": model.eval()(x), "features": pooled features} saved the same way
 petal loads both with its own state-dict reader and compares its eval output.
@@ -30,15 +30,130 @@ def builder(name):
 # features_fn(model, x) gives the head's input for x, in eval mode).
 
 
-def perturb_batchnorm(model, generator):
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            with torch.no_grad():
-                n = module.num_features
-                module.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+# -- mobilenet_v2, efficientnet_b0, efficientnet_lite0 (stages/train/models/{mobilenet_v2,efficientnet}.cpp) --
+
+def _pooled_torchvision_features(model, x):
+    # torchvision's MobileNetV2 and EfficientNet: features -> adaptive avg pool (1x1) -> flatten.
+    return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(model.features(x), 1), 1)
+
+
+@builder("mobilenet_v2")
+def _mobilenet_v2(num_classes):
+    import torchvision
+    return torchvision.models.mobilenet_v2(num_classes=num_classes), _pooled_torchvision_features
+
+
+@builder("efficientnet_b0")
+def _efficientnet_b0(num_classes):
+    import torchvision
+    return torchvision.models.efficientnet_b0(num_classes=num_classes), _pooled_torchvision_features
+
+
+@builder("efficientnet_lite0")
+def _efficientnet_lite0(num_classes):
+    # The package's from_name builds its convs with static TF "SAME" padding for image_size 224,
+    # whatever --size is; petal replicates that.
+    from efficientnet_lite_pytorch import EfficientNet
+
+    def features(model, x):  # the input of model._dropout / model._fc
+        return torch.flatten(model._avg_pooling(model.extract_features(x)), 1)
+
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes), features
+
+
+# -- resnet, vgg, densenet, small_cnn (stages/train/models/{resnet,vgg,densenet,small_cnn}.cpp) --
+
+def _resnet_features(model, x):
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)
+
+
+@builder("resnet18")
+def build_resnet18(num_classes):
+    import torchvision
+    return torchvision.models.resnet18(num_classes=num_classes), _resnet_features
+
+
+@builder("resnet50")
+def build_resnet50(num_classes):
+    import torchvision
+    return torchvision.models.resnet50(num_classes=num_classes), _resnet_features
+
+
+@builder("vgg16_bn")
+def build_vgg16_bn(num_classes):
+    import torchvision
+
+    def features(model, x):
+        return model.classifier[:6](torch.flatten(model.avgpool(model.features(x)), 1))
+    return torchvision.models.vgg16_bn(num_classes=num_classes), features
+
+
+@builder("densenet121")
+def build_densenet121(num_classes):
+    import torchvision
+
+    def features(model, x):
+        out = torch.nn.functional.relu(model.features(x))
+        return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(out, (1, 1)), 1)
+    return torchvision.models.densenet121(num_classes=num_classes), features
+
+
+class SmallCnn(torch.nn.Module):
+    """The twin of petal's small_cnn: 4 x ([Conv3x3-BN-ReLU] x 2, MaxPool 2), widths 32/64/128/256,
+    global average pool, Sequential(Dropout(0.2), Linear) head."""
+
+    def __init__(self, num_classes, dropout=0.2):
+        super().__init__()
+        stages, width_in = [], 3
+        for width in (32, 64, 128, 256):
+            layers = []
+            for c_in in (width_in, width):
+                layers += [torch.nn.Conv2d(c_in, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width),
+                           torch.nn.ReLU(inplace=True)]
+            stages.append(torch.nn.Sequential(*layers, torch.nn.MaxPool2d(2, 2)))
+            width_in = width
+        self.features = torch.nn.Sequential(*stages)
+        self.classifier = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(256, num_classes))
+        for m in self.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                torch.nn.init.constant_(m.weight, 1)
+                torch.nn.init.constant_(m.bias, 0)
+
+    def embed(self, x):
+        return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1)), 1)
+
+    def forward(self, x):
+        return self.classifier(self.embed(x))
+
+
+@builder("small_cnn")
+def build_small_cnn(num_classes):
+    return SmallCnn(num_classes), lambda model, x: model.embed(x)
+
+# -- end of resnet, vgg, densenet, small_cnn --
+
+
+def calibrate_batchnorm(model, calibration, generator):
+    """Sets every BatchNorm's running statistics from a calibration batch (as if trained on it) and
+    then perturbs its affine parameters. With their initial statistics (mean 0, variance 1) deep
+    random networks map every input to nearly the same output, which would make the comparison
+    blind; calibrated statistics keep activations input-dependent through every layer."""
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for module in batchnorms:
+        module.momentum = 1.0  # running statistics := this batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(calibration)
+    for module in batchnorms:
+        module.momentum = 0.1
+        with torch.no_grad():
+            n = module.num_features
+            module.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=generator))
+            module.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
 def main():
@@ -54,7 +169,7 @@ def main():
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed + 1)
     model, features_fn = BUILDERS[args.arch](args.num_classes)
-    perturb_batchnorm(model, generator)
+    calibrate_batchnorm(model, torch.randn(8, 3, args.size, args.size, generator=generator), generator)
     model.eval()
     x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     with torch.no_grad():

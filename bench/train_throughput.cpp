@@ -1,0 +1,99 @@
+// petal's side of the training benchmark (bench/train_throughput.py): full-network training steps
+// of a zoo model, either on one pre-loaded batch (compute only) or over an epoch of the augment
+// stage's cache through BatchLoader (end to end). Prints one JSON line.
+//
+//   petal_bench_train --model resnet18 --mode compute|epoch --size 128 --batch 32 --threads 2
+//                     [--steps 20] [--warmup 3] [--data AUGMENT_OUT] [--workers 2] [--max-batches N]
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "stages/train/loader.h"
+#include "stages/train/models/model_zoo.h"
+
+namespace {
+
+long status_kb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(std::strlen(key) + 1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> args = {{"model", "resnet18"}, {"mode", "compute"}, {"size", "128"},
+                                             {"batch", "32"},       {"threads", "2"},     {"steps", "20"},
+                                             {"warmup", "3"},       {"data", ""},         {"workers", "2"},
+                                             {"max-batches", "0"},  {"classes", "5"}};
+  for (int i = 1; i + 1 < argc; i += 2) args[std::string(argv[i]).substr(2)] = argv[i + 1];
+  const int threads = std::stoi(args["threads"]);
+  torch::set_num_threads(threads);
+  torch::set_num_interop_threads(1);
+  torch::manual_seed(0);
+
+  petal::models::ModelSpec spec;
+  spec.architecture = args["model"];
+  spec.head.num_classes = std::stoll(args["classes"]);
+  auto model = petal::models::make_classifier(spec);
+  model->train();
+  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  const auto step = [&](const torch::Tensor& images, const torch::Tensor& labels) {
+    optimizer.zero_grad();
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    loss.backward();
+    optimizer.step();
+    return loss.item<double>();
+  };
+
+  using Clock = std::chrono::steady_clock;
+  std::int64_t images = 0;
+  double seconds = 0, last_loss = 0;
+  const std::int64_t batch = std::stoll(args["batch"]);
+  if (args["mode"] == "compute") {
+    const std::int64_t size = std::stoll(args["size"]);
+    const torch::Tensor x = torch::randn({batch, 3, size, size});
+    const torch::Tensor y = torch::randint(0, spec.head.num_classes, {batch}, torch::kLong);
+    for (int i = 0; i < std::stoi(args["warmup"]); ++i) step(x, y);
+    const auto start = Clock::now();
+    for (int i = 0; i < std::stoi(args["steps"]); ++i) {
+      last_loss = step(x, y);
+      images += batch;
+    }
+    seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  } else {
+    petal::LoaderOptions options;
+    options.data_dir = args["data"];
+    options.batch_size = batch;
+    options.workers = std::stoi(args["workers"]);
+    options.seed = 0;
+    petal::BatchLoader loader(options);
+    const std::int64_t max_batches = std::stoll(args["max-batches"]);
+    const auto start = Clock::now();  // the epoch includes waiting for the loader's first batches
+    loader.start_epoch(0);
+    std::int64_t batches = 0;
+    while (auto b = loader.next()) {
+      last_loss = step(b->images, b->labels);
+      images += b->images.size(0);
+      if (max_batches > 0 && ++batches >= max_batches) break;
+    }
+    seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  const nlohmann::json out = {{"side", "petal"},          {"model", args["model"]},
+                              {"mode", args["mode"]},     {"images", images},
+                              {"seconds", seconds},       {"images_per_second", images / seconds},
+                              {"loss", last_loss},        {"hwm_kb", status_kb("VmHWM")},
+                              {"threads", threads},       {"torch", TORCH_VERSION}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}

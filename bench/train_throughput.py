@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Training benchmark: petal (C++ LibTorch, its model zoo and loader) vs PyTorch eager (torchvision).
+
+The same training on both sides: the same architecture (petal's zoo vs torchvision's definition,
+5-class linear head), input size, batch, optimizer (SGD, momentum 0.9, lr 0.01), every parameter
+trained, intra-op threads, and data. One command prints one table:
+
+  compute   images/s of training steps on one pre-loaded random batch (forward, cross-entropy,
+            backward, optimizer step), after warm-up steps
+  epoch     images/s of one training epoch of flowers5's train split with the `medium`
+            augmentation, loading included: petal's BatchLoader over the augment stage's cache
+            (decoded once by `petal run`, which is timed separately as "preparation") with W loader
+            threads; PyTorch's DataLoader(num_workers=W) decoding the same JPEG files with PIL and
+            the equivalent torchvision transforms (see loader_throughput.py)
+  peak MB   the largest proportional set size (PSS) of each run's whole process tree (main process
+            plus DataLoader workers), sampled every 50 ms: shared pages are counted once
+
+Sides run one after another (petal, then Python, per model and mode) so they never share the
+cores; --rounds repeats the interleaved sequence and reports the median.
+
+Usage:
+  python3 bench/train_throughput.py [--models resnet18,mobilenet_v2] [--size 128] [--batch 32]
+                                    [--threads 2] [--workers 2] [--steps 20] [--max-batches 0]
+                                    [--rounds 1] [--datasets DIR] [--no-build] [--keep]
+
+Exit status: 0 when the goals pass (compute >= 1.0x, epoch >= 1.3x, petal's peak memory <= the
+Python side's, for every model), 1 when one fails, 2 when the benchmark could not run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loader_throughput import BUILD, REPO, fail, prepare, torchvision_pipeline  # noqa: E402
+
+GOAL_COMPUTE, GOAL_EPOCH = 1.0, 1.3
+
+
+# ------------------------------------------------------------------------------ the Python side
+
+def python_side(args: argparse.Namespace) -> None:
+    """Runs in its own process; prints one JSON line."""
+    import torch
+    import torchvision
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(num_classes=5)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    images, loss = 0, 0.0
+    if args.mode == "compute":
+        x = torch.randn(args.batch, 3, args.size, args.size)
+        y = torch.randint(0, 5, (args.batch,))
+        for _ in range(args.warmup):
+            step(x, y)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            loss = step(x, y)
+            images += args.batch
+        seconds = time.perf_counter() - start
+    else:
+        data = Path(args.data)
+        settings = json.loads((data / "augment.json").read_text())
+        root = Path(args.root)
+        files = []
+        for line in (data / "index.tsv").read_text().splitlines()[1:]:
+            _, _, _, label, split, path = line.split("\t", 5)
+            if split == "train":
+                files.append((str(root / path), int(label)))
+        transform, _ = torchvision_pipeline(settings)
+
+        class Files(Dataset):
+            def __len__(self):
+                return len(files)
+
+            def __getitem__(self, i):
+                path, label = files[i]
+                with Image.open(path) as image:
+                    return transform(image.convert("RGB")), label
+
+        loader = DataLoader(Files(), batch_size=args.batch, shuffle=True, num_workers=args.workers,
+                            generator=torch.Generator().manual_seed(0))
+        start = time.perf_counter()  # the epoch includes starting the workers and their first batches
+        for number, (x, y) in enumerate(loader):
+            loss = step(x, y)
+            images += x.shape[0]
+            if args.max_batches and number + 1 >= args.max_batches:
+                break
+        seconds = time.perf_counter() - start
+    print(json.dumps({"side": "python", "model": args.model, "mode": args.mode, "images": images, "seconds": seconds,
+                      "images_per_second": images / seconds, "loss": loss, "threads": args.threads,
+                      "torch": torch.__version__}), flush=True)
+
+
+# ------------------------------------------------------------------------------ measurement
+
+def tree_pss_kb(root_pid: int) -> int:
+    """PSS of a process and all its descendants, in kB."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total
+
+
+def measure(argv: list[str], env: dict[str, str]) -> dict:
+    """Runs argv (which prints one JSON line), sampling its process tree's PSS; returns the result."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = [0]
+
+    def sample():
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_pss_kb(process.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    sampler.join()
+    if process.returncode != 0:
+        fail(f"{' '.join(argv)} exited {process.returncode}:\n{stdout}\n{stderr}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        fail(f"{' '.join(argv)} printed no result:\n{stdout}\n{stderr}")
+    result = json.loads(lines[-1])
+    result["peak_pss_mb"] = peak[0] / 1024
+    return result
+
+
+def build(no_build: bool) -> None:
+    if no_build:
+        return
+    targets = ["petal", "petal-data-worker", "petal_bench_train"]
+    print(f"building {', '.join(targets)} ...", flush=True)
+    result = subprocess.run(["ninja", "-C", str(BUILD), *targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    if result.returncode != 0:
+        fail(f"ninja failed:\n{result.stdout[-4000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet18,mobilenet_v2")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--max-batches", type=int, default=0, help="cut the epoch after N batches (0: whole epoch)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--datasets", default=os.environ.get("PETAL_DATASETS", str(REPO.parent / "shared" / "datasets")))
+    parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    # Internal: run one side.
+    parser.add_argument("--side", choices=["python"])
+    parser.add_argument("--model")
+    parser.add_argument("--mode")
+    parser.add_argument("--data")
+    parser.add_argument("--root")
+    args = parser.parse_args()
+    if args.side == "python":
+        python_side(args)
+        return 0
+
+    dataset = Path(args.datasets) / "flowers5"
+    if not dataset.is_dir():
+        fail(f"{dataset} not found (set --datasets or $PETAL_DATASETS)")
+    build(args.no_build)
+    work = Path(tempfile.mkdtemp(prefix="petal-train-bench-"))
+    print(f"preparing: petal run (download, split, augment medium, {args.size} px) in {work} ...", flush=True)
+    data, facts = prepare(work, dataset, "medium", args.size)
+    print(f"  preparation (decode every image once into the cache) {facts['pipeline_seconds']:.1f} s", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PETAL_TRACKING="off")
+    python = str(REPO / ".venv" / "bin" / "python")
+    if not Path(python).exists():
+        python = sys.executable
+
+    results: dict[tuple[str, str, str], list[dict]] = {}
+    for round_number in range(args.rounds):
+        for model in args.models.split(","):
+            for mode in ("compute", "epoch"):
+                common = ["--model", model, "--mode", mode, "--size", str(args.size), "--batch", str(args.batch),
+                          "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                          "--workers", str(args.workers), "--max-batches", str(args.max_batches)]
+                petal_argv = [str(BUILD / "petal_bench_train"), *common, "--data", str(data)]
+                python_argv = [python, __file__, "--side", "python", *common, "--data", str(data), "--root", str(dataset)]
+                for side, argv in (("petal", petal_argv), ("python", python_argv)):
+                    print(f"  round {round_number + 1}: {model} {mode} {side} ...", flush=True)
+                    result = measure(argv, env)
+                    print(f"    {result['images_per_second']:.1f} images/s, peak {result['peak_pss_mb']:.0f} MB", flush=True)
+                    results.setdefault((model, mode, side), []).append(result)
+
+    torch_versions = {r[0]["torch"] for r in results.values()}
+    print()
+    print(f"training throughput, {args.size} px, batch {args.batch}, {args.threads} intra-op threads, "
+          f"{args.workers} loader workers, SGD; median of {args.rounds} round(s); torch {', '.join(sorted(torch_versions))}")
+    print(f"{'model':<14} {'mode':<8} {'petal img/s':>12} {'PyTorch img/s':>14} {'ratio':>7} {'goal':>6} "
+          f"{'petal MB':>9} {'PyTorch MB':>11} {'MB ratio':>9}")
+    passed = True
+    for model in args.models.split(","):
+        for mode in ("compute", "epoch"):
+            ours = statistics.median(r["images_per_second"] for r in results[(model, mode, "petal")])
+            theirs = statistics.median(r["images_per_second"] for r in results[(model, mode, "python")])
+            our_mb = max(r["peak_pss_mb"] for r in results[(model, mode, "petal")])
+            their_mb = max(r["peak_pss_mb"] for r in results[(model, mode, "python")])
+            goal = GOAL_COMPUTE if mode == "compute" else GOAL_EPOCH
+            ok = ours / theirs >= goal and our_mb <= their_mb
+            passed &= ok
+            print(f"{model:<14} {mode:<8} {ours:>12.1f} {theirs:>14.1f} {ours / theirs:>6.2f}x {goal:>5.1f}x "
+                  f"{our_mb:>9.0f} {their_mb:>11.0f} {our_mb / their_mb:>8.2f}x  {'pass' if ok else 'FAIL'}")
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(work)])
+    else:
+        print(f"kept {work}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

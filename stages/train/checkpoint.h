@@ -1,0 +1,35 @@
+#pragma once
+// Epoch checkpoints in a stage's resume folder:
+//   <resume_dir>/epoch-<N>/{model.pt, best.pt?, optimizer.pt, state.json}
+// A checkpoint is written into epoch-<N>.partial, fsync'd, and renamed into place, so a folder
+// named epoch-<N> is always complete; older checkpoints are removed after the rename.
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "stages/train/weights/state_dict_file.h"
+
+namespace petal::train {
+
+struct Checkpoint {
+  std::int64_t epoch = 0;      // epochs completed
+  nlohmann::json state;        // the trainer's own state (history, early stopping, ...)
+  std::filesystem::path dir;
+};
+
+void save_checkpoint(const std::filesystem::path& resume_dir, std::int64_t epoch, const torch::nn::Module& model,
+                     const torch::optim::Optimizer& optimizer, const weights::StateDict* best,
+                     const nlohmann::json& state);
+
+// The newest complete checkpoint, or nullopt. Partial folders of a killed save are removed.
+std::optional<Checkpoint> latest_checkpoint(const std::filesystem::path& resume_dir);
+
+// Restores the model's weights and the optimizer's state from `checkpoint`; returns best.pt's
+// weights when the checkpoint has them.
+std::optional<weights::StateDict> restore_checkpoint(const Checkpoint& checkpoint, torch::nn::Module& model,
+                                                     torch::optim::Optimizer& optimizer);
+
+}  // namespace petal::train

@@ -1,0 +1,405 @@
+#include "stages/train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "stages/train/checkpoint.h"
+#include "stages/train/classification_metrics.h"
+#include "stages/train/loader.h"
+#include "stages/train/weights/state_dict_load.h"
+
+namespace petal::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+nlohmann::json EpochStats::to_json() const {
+  return {{"epoch", epoch},       {"train_loss", train_loss}, {"train_accuracy", train_accuracy},
+          {"train_f1", train_f1}, {"val_loss", val_loss},     {"val_accuracy", val_accuracy},
+          {"val_f1", val_f1},     {"lr", lr},                 {"epoch_seconds", seconds},
+          {"images_per_second", images_per_second}};
+}
+
+EpochStats EpochStats::from_json(const nlohmann::json& j) {
+  EpochStats s;
+  s.epoch = j.at("epoch");
+  s.train_loss = j.at("train_loss");
+  s.train_accuracy = j.at("train_accuracy");
+  s.train_f1 = j.at("train_f1");
+  s.val_loss = j.at("val_loss");
+  s.val_accuracy = j.at("val_accuracy");
+  s.val_f1 = j.at("val_f1");
+  s.lr = j.at("lr");
+  s.seconds = j.at("epoch_seconds");
+  s.images_per_second = j.at("images_per_second");
+  return s;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Torch's global generator drives dropout and stochastic depth. Re-seeding it from (seed, epoch)
+// at every epoch makes an epoch's randomness independent of how the run got there, so a resumed
+// run repeats exactly what an uninterrupted one does.
+void seed_epoch(std::uint64_t seed, std::int64_t epoch) {
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(epoch) + 1;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  torch::manual_seed(x & 0x7FFFFFFFFFFFull);
+}
+
+// n / (classes x count) per class over the train split of the image cache (sklearn's "balanced").
+torch::Tensor balanced_weights(const fs::path& data_dir, std::int64_t classes) {
+  std::ifstream in(data_dir / "index.tsv");
+  std::string line;
+  std::getline(in, line);  // header: offset height width label split path
+  std::vector<double> counts(static_cast<std::size_t>(classes), 0);
+  double total = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string offset, height, width, label, split;
+    std::getline(fields, offset, '\t');
+    std::getline(fields, height, '\t');
+    std::getline(fields, width, '\t');
+    std::getline(fields, label, '\t');
+    std::getline(fields, split, '\t');
+    if (split != "train") continue;
+    const long index = std::stol(label);
+    if (index >= 0 && index < classes) {
+      counts[static_cast<std::size_t>(index)] += 1;
+      total += 1;
+    }
+  }
+  std::vector<float> weights;
+  for (const double count : counts) weights.push_back(count > 0 ? static_cast<float>(total / (classes * count)) : 0.0f);
+  return torch::tensor(weights);
+}
+
+struct PhaseTotals {
+  explicit PhaseTotals(std::int64_t classes) : confusion(classes) {}
+  double loss_sum = 0;
+  std::int64_t samples = 0;
+  ConfusionMatrix confusion;
+
+  void add(const torch::Tensor& loss, const torch::Tensor& logits, const torch::Tensor& labels) {
+    const std::int64_t n = labels.size(0);
+    loss_sum += loss.item<double>() * static_cast<double>(n);
+    samples += n;
+    const torch::Tensor predicted = logits.argmax(1).cpu();
+    const torch::Tensor truth = labels.cpu();
+    const auto p = predicted.accessor<std::int64_t, 1>();
+    const auto t = truth.accessor<std::int64_t, 1>();
+    for (std::int64_t i = 0; i < n; ++i) confusion.add(t[i], p[i]);
+  }
+  double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0; }
+};
+
+// The training loss: cross-entropy with label smoothing and class weights, against hard labels or
+// the soft targets of a mixed batch (then the same smoothing and weights apply to the blend).
+torch::Tensor training_loss(const torch::Tensor& logits, const MixedBatch* mixed, const torch::Tensor& labels,
+                            const torch::Tensor& class_weights, double smoothing) {
+  if (!mixed || mixed->lambda >= 1.0) {
+    auto options = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing);
+    if (class_weights.defined()) options.weight(class_weights);
+    return torch::nn::functional::cross_entropy(logits, labels, options);
+  }
+  const std::int64_t classes = logits.size(1);
+  torch::Tensor targets = mixed->targets.to(logits.device());
+  if (smoothing > 0) targets = targets * (1 - smoothing) + smoothing / static_cast<double>(classes);
+  torch::Tensor per_sample = -(targets * logits.log_softmax(1));
+  if (class_weights.defined()) {
+    // As PyTorch weights hard labels: sum of weighted losses over the sum of the targets' weights.
+    per_sample = per_sample * class_weights;
+    return per_sample.sum() / (targets * class_weights).sum();
+  }
+  return per_sample.sum(1).mean();
+}
+
+class LossScaler {
+ public:
+  explicit LossScaler(bool enabled) : enabled_(enabled) {}
+  torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
+  // Unscales the gradients; false (and the scale halves) if any is inf/NaN: skip this step.
+  bool unscale(const std::vector<torch::Tensor>& params) {
+    if (!enabled_) return true;
+    for (const auto& p : params) {
+      if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) {
+        scale_ /= 2;
+        good_steps_ = 0;
+        return false;
+      }
+    }
+    for (const auto& p : params) {
+      if (p.grad().defined()) p.grad().div_(scale_);
+    }
+    if (++good_steps_ == 2000) {
+      scale_ *= 2;
+      good_steps_ = 0;
+    }
+    return true;
+  }
+
+ private:
+  bool enabled_;
+  double scale_ = 65536;
+  int good_steps_ = 0;
+};
+
+// Features of a whole split from the frozen backbone, in cache order.
+std::pair<torch::Tensor, torch::Tensor> extract_features(models::ClassifierImpl& model, BatchLoader& loader,
+                                                         const TrainerOptions& options,
+                                                         const std::function<bool()>& cancelled) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  std::vector<torch::Tensor> features, labels;
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    if (cancelled && cancelled()) throw StageCancelled();
+    torch::Tensor images = batch->images.to(options.device);
+    features.push_back(model.features(images).to(torch::kFloat32));
+    labels.push_back(batch->labels.to(options.device));
+  }
+  return {torch::cat(features), torch::cat(labels)};
+}
+
+}  // namespace
+
+TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir, const TrainerOptions& options,
+                        const fs::path& resume_dir, StageReport& report, const std::function<bool()>& cancelled,
+                        const std::function<void(const std::string&)>& log) {
+  const auto say = [&log](const std::string& line) {
+    if (log) log(line);
+  };
+  const std::size_t block_count = model.blocks().size();
+  const bool head_only = options.trainable.first_trained_block >= block_count;
+  const bool mixing = options.mix.mixup_alpha > 0 || options.mix.cutmix_alpha > 0;
+  const bool use_features = head_only && !options.augment && !mixing && options.cache_features;
+
+  LoaderOptions train_options;
+  train_options.data_dir = data_dir;
+  train_options.split = "train";
+  train_options.augment = options.augment;
+  train_options.shuffle = true;
+  train_options.batch_size = options.batch_size;
+  train_options.workers = options.loader_workers;
+  train_options.channels_last = options.channels_last;
+  train_options.seed = options.seed;
+  std::unique_ptr<BatchLoader> train_loader;
+  if (!use_features) {
+    // A final batch of one sample cannot pass BatchNorm in training mode.
+    BatchLoader probe(LoaderOptions::evaluation(data_dir, "train", options.batch_size));
+    train_options.drop_last = probe.samples() % options.batch_size == 1;
+    train_loader = std::make_unique<BatchLoader>(train_options);
+  }
+  LoaderOptions val_options = LoaderOptions::evaluation(data_dir, "val", options.batch_size);
+  val_options.workers = options.loader_workers;
+  val_options.channels_last = options.channels_last;
+  BatchLoader val_loader(val_options);
+  const std::int64_t classes = static_cast<std::int64_t>(val_loader.classes().size());
+  if (val_loader.samples() == 0) throw std::runtime_error("the val split is empty: validation needs images");
+
+  torch::Tensor train_features, train_labels, val_features, val_labels;
+  if (use_features) {
+    const auto start = Clock::now();
+    LoaderOptions extract = LoaderOptions::evaluation(data_dir, "train", options.batch_size);
+    extract.workers = options.loader_workers;
+    extract.channels_last = options.channels_last;
+    BatchLoader extract_loader(extract);
+    std::tie(train_features, train_labels) = extract_features(model, extract_loader, options, cancelled);
+    std::tie(val_features, val_labels) = extract_features(model, val_loader, options, cancelled);
+    say("computed backbone features once (" + std::to_string(train_features.size(0) + val_features.size(0)) +
+        " images, " + std::to_string(seconds_since(start)) + " s): the head trains on cached features");
+  }
+  const std::int64_t train_samples = use_features ? train_features.size(0) : train_loader->samples();
+  if (train_samples == 0) throw std::runtime_error("the train split is empty");
+  const bool drop_last_features = train_samples % options.batch_size == 1 && train_samples > 1;
+  const std::int64_t iterations_per_epoch =
+      use_features ? (train_samples - (drop_last_features ? 1 : 0) + options.batch_size - 1) / options.batch_size
+                   : train_loader->batches_per_epoch();
+
+  ScheduleSpec schedule = options.schedule;
+  schedule.iterations_per_epoch = iterations_per_epoch;
+  schedule.epochs = options.epochs;
+  OptimizerSetup setup = make_optimizer(model, options.trainable, options.optimizer);
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : model.parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  const torch::Tensor class_weights =
+      options.balanced_class_weights ? balanced_weights(data_dir, classes).to(options.device) : torch::Tensor();
+  EarlyStopping stopper(options.early_stopping);
+  LossScaler scaler(options.mixed_precision && options.device.is_cuda());
+
+  TrainResult result;
+  result.used_feature_cache = use_features;
+  result.groups = setup.groups;
+  std::optional<weights::StateDict> best;
+  std::int64_t first_epoch = 0;
+  bool stopped = false;
+  if (const auto checkpoint = latest_checkpoint(resume_dir)) {
+    best = restore_checkpoint(*checkpoint, model, *setup.optimizer);
+    for (const auto& row : checkpoint->state.at("history")) result.history.push_back(EpochStats::from_json(row));
+    stopper.restore(checkpoint->state.at("early_stopping"));
+    stopped = checkpoint->state.value("stopped_early", false);
+    first_epoch = checkpoint->epoch;
+    result.resumed_from_epoch = first_epoch;
+    say("resumed from the checkpoint of epoch " + std::to_string(first_epoch));
+  }
+
+  for (std::int64_t epoch = first_epoch; epoch < options.epochs && !stopped; ++epoch) {
+    seed_epoch(options.seed, epoch);
+    const auto epoch_start = Clock::now();
+    EpochStats stats;
+    stats.epoch = epoch + 1;
+
+    // ---- training ----
+    set_train_mode(model, options.trainable);
+    PhaseTotals train_totals(classes);
+    std::int64_t iteration = epoch * iterations_per_epoch;
+    const auto train_start = Clock::now();
+    const auto step = [&](const torch::Tensor& input, const torch::Tensor& labels, bool input_is_features) {
+      if (cancelled && cancelled()) throw StageCancelled();
+      const double lr = learning_rate(schedule, iteration);
+      setup.set_learning_rate(lr);
+      stats.lr = lr;
+      std::optional<MixedBatch> mixed;
+      torch::Tensor x = input;
+      if (mixing) {
+        mixed = mix_batch(input, labels.cpu(), classes, options.mix, options.seed, iteration);
+        x = mixed->images;
+      }
+      const bool autocast = options.mixed_precision && options.device.is_cuda();
+      if (autocast) at::autocast::set_enabled(true);
+      torch::Tensor logits;
+      if (input_is_features) {
+        logits = model.classify(x);
+      } else if (head_only) {
+        torch::Tensor features;
+        {
+          torch::NoGradGuard no_grad;
+          features = model.features(x);
+        }
+        logits = model.classify(features);
+      } else {
+        logits = model.forward(x);
+      }
+      if (autocast) {
+        at::autocast::set_enabled(false);
+        at::autocast::clear_cache();
+        logits = logits.to(torch::kFloat32);
+      }
+      const torch::Tensor loss =
+          training_loss(logits, mixed ? &*mixed : nullptr, labels, class_weights, options.label_smoothing);
+      if (!std::isfinite(loss.item<double>())) {
+        throw std::runtime_error("training diverged at epoch " + std::to_string(epoch + 1) + " (loss " +
+                                 std::to_string(loss.item<double>()) + " at lr " + std::to_string(lr) +
+                                 "); lower lr or max_lr, or set grad_clip_norm");
+      }
+      setup.optimizer->zero_grad();
+      scaler.scale(loss).backward();
+      if (scaler.unscale(trainable)) {
+        if (options.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, options.grad_clip_norm);
+        setup.optimizer->step();
+      }
+      train_totals.add(loss.detach(), logits.detach(), labels);
+      ++iteration;
+    };
+    if (use_features) {
+      torch::Generator generator = at::detail::createCPUGenerator(options.seed * 1000003 + static_cast<std::uint64_t>(epoch));
+      const torch::Tensor order = torch::randperm(train_samples, generator, torch::kLong).to(options.device);
+      const std::int64_t usable = train_samples - (drop_last_features ? 1 : 0);
+      for (std::int64_t begin = 0; begin < usable; begin += options.batch_size) {
+        const torch::Tensor rows = order.slice(0, begin, std::min(usable, begin + options.batch_size));
+        step(train_features.index_select(0, rows), train_labels.index_select(0, rows), true);
+      }
+    } else {
+      train_loader->start_epoch(epoch);
+      while (auto batch = train_loader->next()) {
+        torch::Tensor images = batch->images.to(options.device, /*non_blocking=*/true);
+        step(images, batch->labels.to(options.device), false);
+      }
+    }
+    const double train_seconds = seconds_since(train_start);
+    stats.train_loss = train_totals.loss();
+    stats.train_accuracy = train_totals.confusion.accuracy();
+    stats.train_f1 = train_totals.confusion.macro_f1();
+    stats.images_per_second = static_cast<double>(train_totals.samples) / std::max(1e-9, train_seconds);
+
+    // ---- validation (plain cross-entropy, comparable across settings) ----
+    {
+      torch::NoGradGuard no_grad;
+      model.eval();
+      PhaseTotals val_totals(classes);
+      const auto evaluate = [&](const torch::Tensor& logits, const torch::Tensor& labels) {
+        val_totals.add(torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels), logits, labels);
+      };
+      if (use_features) {
+        for (std::int64_t begin = 0; begin < val_features.size(0); begin += options.batch_size) {
+          const std::int64_t end = std::min(val_features.size(0), begin + options.batch_size);
+          evaluate(model.classify(val_features.slice(0, begin, end)), val_labels.slice(0, begin, end));
+        }
+      } else {
+        val_loader.start_epoch(0);
+        while (auto batch = val_loader.next()) {
+          if (cancelled && cancelled()) throw StageCancelled();
+          evaluate(model.forward(batch->images.to(options.device)), batch->labels.to(options.device));
+        }
+      }
+      stats.val_loss = val_totals.loss();
+      stats.val_accuracy = val_totals.confusion.accuracy();
+      stats.val_f1 = val_totals.confusion.macro_f1();
+    }
+    stats.seconds = seconds_since(epoch_start);
+    result.history.push_back(stats);
+
+    const std::string& monitor = options.early_stopping.metric;
+    const double monitored = monitor == "val_accuracy" ? stats.val_accuracy : monitor == "val_f1" ? stats.val_f1 : stats.val_loss;
+    if (stopper.observe(stats.epoch, monitored) && options.restore_best) {
+      best = weights::module_state_dict(model);
+      for (auto& entry : *best) entry.second = entry.second.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    }
+    stopped = stopper.should_stop() && stats.epoch < options.epochs;
+
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "epoch %lld/%lld  train loss %.4f acc %.4f f1 %.4f | val loss %.4f acc %.4f f1 %.4f | lr %.3g | "
+                  "%.1f s, %.1f img/s%s",
+                  static_cast<long long>(stats.epoch), static_cast<long long>(options.epochs), stats.train_loss,
+                  stats.train_accuracy, stats.train_f1, stats.val_loss, stats.val_accuracy, stats.val_f1, stats.lr,
+                  stats.seconds, stats.images_per_second, stopped ? "  (early stop)" : "");
+    say(line);
+
+    if (!resume_dir.empty()) {
+      json history = json::array();
+      for (const auto& row : result.history) history.push_back(row.to_json());
+      const json state = {{"history", history}, {"early_stopping", stopper.state()}, {"stopped_early", stopped}};
+      fs::create_directories(resume_dir);
+      save_checkpoint(resume_dir, stats.epoch, model, *setup.optimizer, best ? &*best : nullptr, state);
+    }
+  }
+
+  for (const auto& stats : result.history) {
+    const json row = stats.to_json();
+    for (const auto& [name, value] : row.items()) {
+      if (name != "epoch") report.metric(name, value.get<double>(), stats.epoch);
+    }
+  }
+  result.stopped_early = stopped;
+  result.best_epoch = stopper.has_best() ? stopper.best_epoch() : static_cast<std::int64_t>(result.history.size());
+  if (options.restore_best && best) {
+    weights::load_state_dict(model, *best, {}, "the best epoch's weights");
+  }
+  return result;
+}
+
+}  // namespace petal::train

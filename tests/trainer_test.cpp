@@ -1,0 +1,305 @@
+// The train and finetune stages end to end through the `petal` CLI and petal-worker: learning a
+// small task, outputs Python can read, resuming a killed run, ImageNet weights from a server.
+#include <torch/types.h>
+
+#undef CHECK
+#undef CHECK_EQ
+#undef CHECK_NE
+#undef CHECK_LT
+#undef CHECK_LE
+#undef CHECK_GT
+#undef CHECK_GE
+#include <doctest/doctest.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "pipeline/util/sha256.h"
+#include "stages/train/weights/state_dict_file.h"
+#include "tests/support/python_reference.h"
+#include "tests/support/test_support.h"
+
+namespace petal {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+// Three classes told apart by colour (red, green, blue discs on noise), 18 images each.
+void make_colour_dataset(const fs::path& root) {
+  const char* names[] = {"red", "green", "blue"};
+  cv::RNG rng(7);
+  for (int c = 0; c < 3; ++c) {
+    fs::create_directories(root / names[c]);
+    for (int i = 0; i < 18; ++i) {
+      cv::Mat image(40, 40, CV_8UC3);
+      rng.fill(image, cv::RNG::UNIFORM, 0, 120);
+      cv::Scalar colour(0, 0, 0);
+      colour[2 - c] = 200 + rng.uniform(0, 55);  // OpenCV stores BGR
+      cv::circle(image, {rng.uniform(12, 28), rng.uniform(12, 28)}, rng.uniform(8, 14), colour, cv::FILLED);
+      cv::imwrite((root / names[c] / ("img" + std::to_string(i) + ".png")).string(), image);
+    }
+  }
+}
+
+std::string experiment(const fs::path& data, const std::string& train, const std::string& finetune = "") {
+  return "name = \"t\"\n[tracking]\nenabled = false\n[download]\nsource = \"local\"\npath = \"" + data.string() +
+         "\"\n[split]\nratios = [0.6, 0.2, 0.2]\nseed = 1\n[augment]\npolicy = \"light\"\nimage_size = 32\n"
+         "[train]\nthreads = 1\nbatch_size = 8\n" +
+         train + (finetune.empty() ? "" : "\n[finetune]\nthreads = 1\nbatch_size = 8\n" + finetune) + "\n";
+}
+
+int petal(const TempDir& dir, const std::string& args, std::string* output = nullptr) {
+  std::string text;
+  const int code = test::run_command("cd " + dir.path().string() + " && " + test::petal_binary() + " --state-dir state " + args, &text);
+  if (output) *output = text;
+  if (code != 0) MESSAGE("petal " << args << " exited " << code << ":\n" << text);
+  return code;
+}
+
+// The committed output folder of the stage named `stage` (the newest, if several).
+fs::path stage_output(const TempDir& dir, const std::string& stage) {
+  fs::path found;
+  fs::file_time_type newest{};
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "state/cache/entries")) {
+    if (entry.path().filename() != "manifest.json") continue;
+    const auto manifest = nlohmann::json::parse(test::read_file(entry.path()));
+    if (manifest.value("stage", "") != stage) continue;
+    if (found.empty() || entry.last_write_time() > newest) {
+      found = entry.path().parent_path() / "out";
+      newest = entry.last_write_time();
+    }
+  }
+  REQUIRE_MESSAGE(!found.empty(), "no committed output of stage " << stage);
+  return found;
+}
+
+std::vector<std::string> lines_of(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+double max_difference(const weights::StateDict& a, const weights::StateDict& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(a[i].first == b[i].first);
+    const auto x = a[i].second.to(torch::kFloat64), y = b[i].second.to(torch::kFloat64);
+    worst = std::max(worst, (x - y).abs().max().item<double>());
+  }
+  return worst;
+}
+
+TEST_CASE("train stage: a small CNN learns a colour task, finetune continues, outputs load in Python") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  test::write_file(dir / "x.toml",
+                   experiment(dir / "data",
+                              "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\nepochs = 4\n"
+                              "optimizer = \"adam\"\nlr = 0.01\nschedule = \"cosine\"\nlabel_smoothing = 0.05\n"
+                              "class_weights = \"balanced\"",
+                              "epochs = 2\nlr_multiplier = 0.5\nunfreeze_from = \"features.2\"\ncyclic_step_size = 3"));
+  std::string output;
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+
+  const fs::path train = stage_output(dir, "train");
+  const fs::path finetune = stage_output(dir, "finetune");
+  for (const char* file : {"model.pt", "model.json", "history.csv", "training.json", "classes.txt"}) {
+    CHECK(fs::exists(train / file));
+    CHECK(fs::exists(finetune / file));
+  }
+  const auto history = lines_of(train / "history.csv");
+  REQUIRE(history.size() == 5);  // header + 4 epochs
+  CHECK(history[0] == "epoch,train_loss,train_accuracy,train_f1,val_loss,val_accuracy,val_f1,lr,epoch_seconds,images_per_second");
+  const auto model = nlohmann::json::parse(test::read_file(train / "model.json"));
+  CHECK(model["architecture"] == "small_cnn");
+  CHECK(model["classes"] == nlohmann::json::array({"blue", "green", "red"}));
+  CHECK(model["preprocessing"]["image_size"] == 32);
+  const auto manifest = nlohmann::json::parse(test::read_file(train.parent_path() / "manifest.json"));
+  const auto& metrics = manifest["report"]["metrics"];
+  MESSAGE("train: best val accuracy " << metrics["best_val_accuracy"] << " at epoch " << metrics["best_epoch"]);
+  CHECK(metrics["best_val_accuracy"].get<double>() >= 0.8);
+
+  const auto tuned = nlohmann::json::parse(test::read_file(finetune / "training.json"));
+  CHECK(tuned["epochs_run"] == 2);
+  // small_cnn's blocks are features.0..3; from features.2 on: two blocks + head, rates 0.25, 0.5, 1 x lr.
+  std::set<double> multipliers;
+  for (const auto& group : tuned["param_groups"]) multipliers.insert(group["lr_multiplier"].get<double>());
+  CHECK(multipliers == std::set<double>{0.25, 0.5, 1.0});
+
+  // Python's torch.load reads the weights, and they are exactly what petal's reader sees.
+  const auto ours = weights::read_state_dict(finetune / "model.pt");
+  const std::string script = "import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sum(v.double().sum() for v in sd.values())))";
+  test::write_file(dir / "check.py", script);
+  std::string python_out;
+  REQUIRE(test::run_command(test::project_python() + " " + (dir / "check.py").string() + " " + (finetune / "model.pt").string(),
+                            &python_out) == 0);
+  double sum = 0;
+  for (const auto& [name, tensor] : ours) sum += tensor.to(torch::kFloat64).sum().item<double>();
+  std::istringstream fields(python_out.substr(python_out.find_last_of('\n', python_out.size() - 2) + 1));
+  std::size_t count = 0;
+  double python_sum = 0;
+  fields >> count >> python_sum;
+  CHECK(count == ours.size());
+  CHECK(python_sum == doctest::Approx(sum).epsilon(1e-9));
+
+  // Nothing changed: everything is cached, no worker runs.
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  CHECK(output.find("5 cached") != std::string::npos);
+}
+
+TEST_CASE("train stage: head-only training on cached backbone features") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  // A frozen random backbone is refused, so first train a backbone, then reuse its file.
+  test::write_file(dir / "x.toml", experiment(dir / "data",
+                                              "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\n"
+                                              "epochs = 2\nlr = 0.01"));
+  REQUIRE(petal(dir, "run x.toml") == 0);
+  fs::copy_file(stage_output(dir, "train") / "model.pt", dir / "backbone.pt");
+  test::write_file(dir / "y.toml", experiment(dir / "data",
+                                              "model = \"small_cnn\"\nweights = \"file\"\nweights_file = \"backbone.pt\"\n"
+                                              "augment = false\nepochs = 3\nlr = 0.01\nhead_hidden = [16]\nhead_dropout = 0.1"));
+  REQUIRE(petal(dir, "run y.toml") == 0);
+  const fs::path out = stage_output(dir, "train");
+  const auto summary = nlohmann::json::parse(test::read_file(out / "training.json"));
+  CHECK(summary["feature_cache"] == true);
+  CHECK(summary["param_groups"].size() == 2);  // the head's weights and its 1-D parameters
+  const auto trained = weights::read_state_dict(out / "model.pt");
+  const auto initial = weights::read_state_dict(dir / "backbone.pt");
+  // The frozen backbone, BatchNorm statistics included, is bit-identical to the file.
+  std::size_t compared = 0;
+  for (const auto& [name, tensor] : initial) {
+    if (name.rfind("features.", 0) != 0) continue;
+    for (const auto& [other_name, other] : trained) {
+      if (other_name == name) {
+        INFO(name);
+        CHECK(torch::equal(tensor, other));
+        ++compared;
+      }
+    }
+  }
+  CHECK(compared > 10);
+}
+
+TEST_CASE("train stage: a killed run resumes from its last epoch checkpoint and ends with the same weights") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  const std::string train = "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\nepochs = 6\n"
+                            "optimizer = \"radam\"\nlr = 0.005\nschedule = \"one_cycle\"\nmixup_alpha = 0.2\n"
+                            "cutmix_alpha = 1.0\nhead_hidden = [24]\nhead_dropout = 0.2\nseed = 3";
+  test::write_file(dir / "x.toml", experiment(dir / "data", train));
+
+  // Uninterrupted reference in its own state folder.
+  TempDir reference;
+  make_colour_dataset(reference / "data");
+  test::write_file(reference / "x.toml", experiment(dir / "data", train));
+  REQUIRE(petal(reference, "run x.toml") == 0);
+
+  // Start, wait for the epoch-2 checkpoint, kill petal (its supervisor takes the worker down).
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    const std::string command = "cd " + dir.path().string() + " && exec " + test::petal_binary() +
+                                " --state-dir state run x.toml > run1.log 2>&1";
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  bool checkpointed = false;
+  while (!checkpointed && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::error_code ignored;
+    if (fs::exists(dir / "state/cache/resume", ignored)) {
+      for (const auto& entry : fs::recursive_directory_iterator(dir / "state/cache/resume", ignored)) {
+        if (entry.path().filename() == "epoch-2") checkpointed = true;
+      }
+    }
+  }
+  REQUIRE(checkpointed);
+  ::kill(-pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+
+  std::string output;
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  const fs::path resumed = stage_output(dir, "train");
+  const auto summary = nlohmann::json::parse(test::read_file(resumed / "training.json"));
+  MESSAGE("resumed from epoch " << summary["resumed_from_epoch"]);
+  CHECK(summary["resumed_from_epoch"].get<int>() >= 2);
+  CHECK(lines_of(resumed / "history.csv").size() == 7);
+  const double difference = max_difference(weights::read_state_dict(resumed / "model.pt"),
+                                            weights::read_state_dict(stage_output(reference, "train") / "model.pt"));
+  MESSAGE("largest weight difference, resumed vs uninterrupted: " << difference);
+  CHECK(difference == 0.0);
+  CHECK_FALSE(fs::exists(dir / "state/cache/resume" / resumed.parent_path().filename()));  // removed on commit
+}
+
+TEST_CASE("train stage: ImageNet weights from a server, their sha256 prefix checked, the backbone frozen") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  fs::create_directories(dir / "served");
+  // torchvision's resnet18 with its own initialisation stands in for the published file.
+  test::write_file(dir / "save.py", "import torch, torchvision, sys\ntorch.manual_seed(0)\n"
+                                    "torch.save(torchvision.models.resnet18().state_dict(), sys.argv[1])\n");
+  REQUIRE(test::run_command(test::project_python() + " " + (dir / "save.py").string() + " " + (dir / "r18.pth").string()) == 0);
+  const std::string prefix = sha256_file(dir / "r18.pth").substr(0, 8);
+  fs::copy_file(dir / "r18.pth", dir / "served" / ("resnet18-" + prefix + ".pth"));
+  fs::copy_file(dir / "r18.pth", dir / "served" / "resnet18-00000000.pth");
+  test::HttpServer server(dir / "served");
+  ::setenv("PETAL_WEIGHTS_DIR", (dir / "weights").c_str(), 1);
+
+  const std::string common = "model = \"resnet18\"\nepochs = 1\nlr = 0.01\nweights_url = \"";
+  test::write_file(dir / "bad.toml", experiment(dir / "data", common + server.url("resnet18-00000000.pth") + "\""));
+  std::string output;
+  CHECK(petal(dir, "run bad.toml", &output) == 1);
+  CHECK(output.find("which does not start with 00000000 as the file name promises") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "weights/resnet18-00000000.pth"));
+
+  test::write_file(dir / "x.toml", experiment(dir / "data", common + server.url("resnet18-" + prefix + ".pth") + "\""));
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  CHECK(fs::exists(dir / "weights" / ("resnet18-" + prefix + ".pth")));
+  const auto trained = weights::read_state_dict(stage_output(dir, "train") / "model.pt");
+  const auto published = weights::read_state_dict(dir / "r18.pth");
+  for (const auto& [name, tensor] : published) {
+    if (name.rfind("fc.", 0) == 0) continue;
+    for (const auto& [other_name, other] : trained) {
+      if (other_name == name) {
+        INFO(name);
+        CHECK(torch::equal(tensor, other));
+      }
+    }
+  }
+  ::unsetenv("PETAL_WEIGHTS_DIR");
+}
+
+TEST_CASE("train stage: configuration mistakes are reported with the file, line and a fix") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  test::write_file(dir / "x.toml", experiment(dir / "data", "model = \"small_cnn\"\nweights = \"imagenet\""));
+  std::string output;
+  CHECK(petal(dir, "run x.toml", &output) == 2);
+  CHECK(output.find("x.toml:") != std::string::npos);
+  CHECK(output.find("has no ImageNet file for small_cnn; use \"none\" or \"file\"") != std::string::npos);
+  test::write_file(dir / "y.toml", experiment(dir / "data", "model = \"small_cnn\"\nweights = \"none\""));
+  CHECK(petal(dir, "run y.toml", &output) == 2);
+  CHECK(output.find("freeze_backbone must be false when weights = \"none\"") != std::string::npos);
+  test::write_file(dir / "z.toml", experiment(dir / "data", "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\nepochs = 1",
+                                              "unfreeze_from = \"layer3\""));
+  CHECK(petal(dir, "run z.toml", &output) == 1);
+  CHECK(output.find("'layer3' is not a block of small_cnn") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace petal

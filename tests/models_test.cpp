@@ -18,6 +18,7 @@
 #undef CHECK_GE
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -73,15 +74,21 @@ void check_parity(const std::string& architecture, int size) {
   torch::NoGradGuard no_grad;
   const double output_diff = max_abs_diff(model->forward(input), entry(io, "output"));
   const double features_diff = max_abs_diff(model->features(input), entry(io, "features"));
-  MESSAGE(architecture << " at " << size << " px: max |output diff| " << output_diff << ", max |features diff| "
-                       << features_diff);
-  CHECK(output_diff <= kTolerance);
-  CHECK(features_diff <= kTolerance);
+  // 1e-4 absolute for outputs of order one; relative to the magnitude beyond (float32 sums over
+  // millions of terms differ in their last bits with the reduction order, which oneDNN may change
+  // with the thread count and the machine's load).
+  const double output_scale = std::max(1.0, entry(io, "output").abs().max().item<double>());
+  const double features_scale = std::max(1.0, entry(io, "features").abs().max().item<double>());
+  MESSAGE(architecture << " at " << size << " px: max |output diff| " << output_diff << " (outputs up to "
+                       << output_scale << "), max |features diff| " << features_diff << " (features up to "
+                       << features_scale << ")");
+  CHECK(output_diff <= kTolerance * output_scale);
+  CHECK(features_diff <= kTolerance * features_scale);
   // The comparison must not be blind: the two samples' outputs differ far beyond the tolerance.
   const at::Tensor output = entry(io, "output");
   const double spread = (output[0] - output[1]).abs().max().item<double>();
   MESSAGE(architecture << ": the two samples' outputs differ by up to " << spread);
-  CHECK(spread > 100 * kTolerance);
+  CHECK(spread > 100 * kTolerance * output_scale);
 }
 
 bool starts_with_prefix(const std::string& name, const std::string& prefix) {

@@ -216,6 +216,18 @@ void run_phase(StageContext& ctx, bool finetune) {
   const train::TrainResult result =
       train::train_model(*model, data_dir, options, ctx.resume_dir, ctx.report, ctx.cancelled, log_line);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // The held-out test split, scored once with the final weights; nothing in training looks at it.
+  const train::SplitScore test = train::evaluate_split(*model, data_dir, "test", options, ctx.cancelled);
+  if (test.samples > 0) {
+    char line[200];
+    std::snprintf(line, sizeof line, "test (%lld images): loss %.4f, accuracy %.4f, macro-F1 %.4f",
+                  static_cast<long long>(test.samples), test.loss, test.accuracy, test.macro_f1);
+    log_line(line);
+    ctx.report.metric("test_loss", test.loss);
+    ctx.report.metric("test_accuracy", test.accuracy);
+    ctx.report.metric("test_f1", test.macro_f1);
+    ctx.report.metric("test_weighted_f1", test.weighted_f1);
+  }
 
   // ---- outputs ----
   model->to(torch::kCPU);
@@ -262,7 +274,12 @@ void run_phase(StageContext& ctx, bool finetune) {
                         {"seconds", seconds},
                         {"device", device.str()},
                         {"threads", threads},
-                        {"param_groups", groups}};
+                        {"param_groups", groups},
+                        {"test", {{"samples", test.samples},
+                                  {"loss", test.loss},
+                                  {"accuracy", test.accuracy},
+                                  {"macro_f1", test.macro_f1},
+                                  {"weighted_f1", test.weighted_f1}}}};
   std::ofstream(ctx.output_dir / "training.json") << summary.dump(2) << "\n";
 
   ctx.report.metric("best_epoch", static_cast<double>(result.best_epoch));

@@ -174,6 +174,32 @@ std::pair<torch::Tensor, torch::Tensor> extract_features(models::ClassifierImpl&
 
 }  // namespace
 
+SplitScore evaluate_split(models::ClassifierImpl& model, const fs::path& data_dir, const std::string& split,
+                          const TrainerOptions& options, const std::function<bool()>& cancelled) {
+  LoaderOptions loader_options = LoaderOptions::evaluation(data_dir, split, options.batch_size);
+  loader_options.workers = options.loader_workers;
+  loader_options.channels_last = options.channels_last;
+  BatchLoader loader(loader_options);
+  SplitScore score;
+  if (loader.samples() == 0) return score;
+  torch::NoGradGuard no_grad;
+  model.eval();
+  PhaseTotals totals(static_cast<std::int64_t>(loader.classes().size()));
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    if (cancelled && cancelled()) throw StageCancelled();
+    const torch::Tensor labels = batch->labels.to(options.device);
+    const torch::Tensor logits = model.forward(batch->images.to(options.device)).to(torch::kFloat32);
+    totals.add(torch::nn::functional::cross_entropy(logits, labels), logits, labels);
+  }
+  score.samples = totals.samples;
+  score.loss = totals.loss();
+  score.accuracy = totals.confusion.accuracy();
+  score.macro_f1 = totals.confusion.macro_f1();
+  score.weighted_f1 = totals.confusion.weighted_f1();
+  return score;
+}
+
 TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir, const TrainerOptions& options,
                         const fs::path& resume_dir, StageReport& report, const std::function<bool()>& cancelled,
                         const std::function<void(const std::string&)>& log) {

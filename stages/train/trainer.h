@@ -60,6 +60,16 @@ struct TrainResult {
   std::vector<ParamGroupInfo> groups;
 };
 
+struct SplitScore {
+  std::int64_t samples = 0;
+  double loss = 0, accuracy = 0, macro_f1 = 0, weighted_f1 = 0;
+};
+
+// Evaluates `model` (eval mode, no augmentation, plain cross-entropy) on a split of <data_dir>'s
+// image cache; samples = 0 when the split is empty.
+SplitScore evaluate_split(models::ClassifierImpl& model, const std::filesystem::path& data_dir, const std::string& split,
+                          const TrainerOptions& options, const std::function<bool()>& cancelled);
+
 // Trains `model` (already on options.device, initial weights loaded) on <data_dir>'s train split,
 // validating on its val split. Per-epoch metrics go to `report` as series (step = epoch) and lines
 // to `log`. Checkpoints go to `resume_dir` (none if empty). Throws StageCancelled when `cancelled`.

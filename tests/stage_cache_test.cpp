@@ -133,3 +133,25 @@ TEST_CASE("leftover temp folders of dead builds are removed, live ones kept") {
   CHECK(cache.remove_stale_temps() == 1);
   CHECK(std::filesystem::exists(live->out_dir()));
 }
+
+TEST_CASE("resume folders: kept while useful, removed once committed, abandoned or on commit") {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  const std::string committed(64, 'c'), fresh(64, 'd'), abandoned(64, 'e'), in_use(64, 'f');
+  for (const auto& key : {committed, fresh, abandoned, in_use}) fs::create_directories(cache.resume_dir(key) / "epoch-1");
+  {
+    auto build = cache.begin(committed);
+    build->commit(Manifest{});
+  }
+  fs::last_write_time(cache.resume_dir(abandoned), fs::file_time_type::clock::now() - std::chrono::hours(24 * 8));
+  fs::last_write_time(cache.resume_dir(in_use), fs::file_time_type::clock::now() - std::chrono::hours(24 * 8));
+  auto holder = cache.begin(in_use);  // someone is training it right now
+  CHECK(cache.remove_stale_temps() == 2);
+  CHECK_FALSE(fs::exists(cache.resume_dir(committed)));
+  CHECK_FALSE(fs::exists(cache.resume_dir(abandoned)));
+  CHECK(fs::exists(cache.resume_dir(fresh)));
+  CHECK(fs::exists(cache.resume_dir(in_use)));
+  cache.remove_resume_dir(fresh);
+  CHECK_FALSE(fs::exists(cache.resume_dir(fresh)));
+}

@@ -1,5 +1,6 @@
 #include "pipeline/cache/stage_cache.h"
 
+#include <chrono>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -191,6 +192,20 @@ std::size_t StageCache::remove_stale_temps() const {
   for (const auto& trash : fs::directory_iterator(root_ / "trash", ec)) {
     remove_tree_quietly(trash.path());
     ++removed;
+  }
+  // Checkpoints of a key that was committed meanwhile are useless; those of a key nobody has
+  // retried for a week (its parameters were probably changed) are abandoned.
+  const auto abandoned_before = fs::file_time_type::clock::now() - std::chrono::hours(24 * 7);
+  for (const auto& resume : fs::directory_iterator(root_ / "resume", ec)) {
+    const std::string key = resume.path().filename().string();
+    FileLock lock = FileLock::try_acquire(lock_file(key));
+    if (!lock.held()) continue;
+    std::error_code time_error;
+    const auto modified = fs::last_write_time(resume.path(), time_error);
+    if (fs::exists(entry_dir(key) / "manifest.json") || (!time_error && modified < abandoned_before)) {
+      remove_tree_quietly(resume.path());
+      ++removed;
+    }
   }
   return removed;
 }

@@ -80,7 +80,8 @@ class StageCache {
   void touch(const std::string& key) const;  // marks the entry as used now (LRU for gc)
 
   std::vector<CacheEntryInfo> entries() const;
-  // Removes temp folders and trash left by killed processes (those whose key is not locked).
+  // Removes temp folders and trash left by killed processes (those whose key is not locked), and
+  // resume folders of keys that are committed or were last touched more than a week ago.
   std::size_t remove_stale_temps() const;
   // Deletes an entry if no one is building it right now; false if it is locked.
   bool remove_if_unlocked(const std::string& key) const;

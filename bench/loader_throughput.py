@@ -197,10 +197,9 @@ def torchvision_side(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------- preparation
 
-def build(no_build: bool) -> None:
+def build(no_build: bool, targets: tuple[str, ...] = ("petal", "petal-data-worker", "petal_bench_loader")) -> None:
     if no_build:
         return
-    targets = ["petal", "petal-data-worker", "petal_bench_loader"]
     print(f"building {', '.join(targets)} ...", flush=True)
     result = subprocess.run(["ninja", "-C", str(BUILD), *targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

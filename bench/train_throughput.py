@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loader_throughput import BUILD, REPO, fail, prepare, torchvision_pipeline  # noqa: E402
+from loader_throughput import BUILD, REPO, build, fail, prepare, torchvision_pipeline  # noqa: E402
 
 GOAL_COMPUTE, GOAL_EPOCH = 1.0, 1.3
 
@@ -127,10 +127,10 @@ def tree_pss_kb(root_pid: int) -> int:
             children.setdefault(int(fields[1]), []).append(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    total, unvisited = 0, [root_pid]
+    while unvisited:
+        pid = unvisited.pop()
+        unvisited += children.get(pid, [])
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -165,17 +165,6 @@ def measure(argv: list[str], env: dict[str, str]) -> dict:
     return result
 
 
-def build(no_build: bool) -> None:
-    if no_build:
-        return
-    targets = ["petal", "petal-data-worker", "petal_bench_train"]
-    print(f"building {', '.join(targets)} ...", flush=True)
-    result = subprocess.run(["ninja", "-C", str(BUILD), *targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    if result.returncode != 0:
-        fail(f"ninja failed:\n{result.stdout[-4000:]}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet18,mobilenet_v2")
@@ -204,7 +193,7 @@ def main() -> int:
     dataset = Path(args.datasets) / "flowers5"
     if not dataset.is_dir():
         fail(f"{dataset} not found (set --datasets or $PETAL_DATASETS)")
-    build(args.no_build)
+    build(args.no_build, ("petal", "petal-data-worker", "petal_bench_train"))
     work = Path(tempfile.mkdtemp(prefix="petal-train-bench-"))
     print(f"preparing: petal run (download, split, augment medium, {args.size} px) in {work} ...", flush=True)
     data, facts = prepare(work, dataset, "medium", args.size)

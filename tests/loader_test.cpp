@@ -5,14 +5,7 @@
 #include "stages/train/batch_mix.h"
 #include "stages/train/loader.h"
 
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LT
-#undef CHECK_LE
-#undef CHECK_GT
-#undef CHECK_GE
-#include <doctest/doctest.h>
+#include "tests/support/torch_doctest.h"
 
 #include <opencv2/core.hpp>
 

@@ -2,14 +2,7 @@
 // small task, outputs Python can read, resuming a killed run, ImageNet weights from a server.
 #include <torch/types.h>
 
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LT
-#undef CHECK_LE
-#undef CHECK_GT
-#undef CHECK_GE
-#include <doctest/doctest.h>
+#include "tests/support/torch_doctest.h"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>

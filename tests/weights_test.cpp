@@ -10,14 +10,7 @@
 #include "stages/train/weights/state_dict_file.h"
 #include "stages/train/weights/state_dict_load.h"
 
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LT
-#undef CHECK_LE
-#undef CHECK_GT
-#undef CHECK_GE
-#include <doctest/doctest.h>
+#include "tests/support/torch_doctest.h"
 
 #include <nlohmann/json.hpp>
 

@@ -91,9 +91,9 @@ struct PhaseTotals {
   std::int64_t samples = 0;
   ConfusionMatrix confusion;
 
-  void add(const torch::Tensor& loss, const torch::Tensor& logits, const torch::Tensor& labels) {
+  void add(double loss, const torch::Tensor& logits, const torch::Tensor& labels) {
     const std::int64_t n = labels.size(0);
-    loss_sum += loss.item<double>() * static_cast<double>(n);
+    loss_sum += loss * static_cast<double>(n);
     samples += n;
     const torch::Tensor predicted = logits.argmax(1).cpu();
     const torch::Tensor truth = labels.cpu();
@@ -172,6 +172,22 @@ std::pair<torch::Tensor, torch::Tensor> extract_features(models::ClassifierImpl&
   return {torch::cat(features), torch::cat(labels)};
 }
 
+// Scores every batch of an evaluation loader (eval mode, plain cross-entropy).
+PhaseTotals score_loader(models::ClassifierImpl& model, BatchLoader& loader, const TrainerOptions& options,
+                         const std::function<bool()>& cancelled) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  PhaseTotals totals(static_cast<std::int64_t>(loader.classes().size()));
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    if (cancelled && cancelled()) throw StageCancelled();
+    const torch::Tensor labels = batch->labels.to(options.device);
+    const torch::Tensor logits = model.forward(batch->images.to(options.device)).to(torch::kFloat32);
+    totals.add(torch::nn::functional::cross_entropy(logits, labels).item<double>(), logits, labels);
+  }
+  return totals;
+}
+
 }  // namespace
 
 SplitScore evaluate_split(models::ClassifierImpl& model, const fs::path& data_dir, const std::string& split,
@@ -182,16 +198,7 @@ SplitScore evaluate_split(models::ClassifierImpl& model, const fs::path& data_di
   BatchLoader loader(loader_options);
   SplitScore score;
   if (loader.samples() == 0) return score;
-  torch::NoGradGuard no_grad;
-  model.eval();
-  PhaseTotals totals(static_cast<std::int64_t>(loader.classes().size()));
-  loader.start_epoch(0);
-  while (auto batch = loader.next()) {
-    if (cancelled && cancelled()) throw StageCancelled();
-    const torch::Tensor labels = batch->labels.to(options.device);
-    const torch::Tensor logits = model.forward(batch->images.to(options.device)).to(torch::kFloat32);
-    totals.add(torch::nn::functional::cross_entropy(logits, labels), logits, labels);
-  }
+  const PhaseTotals totals = score_loader(model, loader, options, cancelled);
   score.samples = totals.samples;
   score.loss = totals.loss();
   score.accuracy = totals.confusion.accuracy();
@@ -222,10 +229,12 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   train_options.seed = options.seed;
   std::unique_ptr<BatchLoader> train_loader;
   if (!use_features) {
-    // A final batch of one sample cannot pass BatchNorm in training mode.
-    BatchLoader probe(LoaderOptions::evaluation(data_dir, "train", options.batch_size));
-    train_options.drop_last = probe.samples() % options.batch_size == 1;
     train_loader = std::make_unique<BatchLoader>(train_options);
+    // A final batch of one sample cannot pass BatchNorm in training mode.
+    if (train_loader->samples() % options.batch_size == 1) {
+      train_options.drop_last = true;
+      train_loader = std::make_unique<BatchLoader>(train_options);
+    }
   }
   LoaderOptions val_options = LoaderOptions::evaluation(data_dir, "val", options.batch_size);
   val_options.workers = options.loader_workers;
@@ -326,9 +335,10 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       }
       const torch::Tensor loss =
           training_loss(logits, mixed ? &*mixed : nullptr, labels, class_weights, options.label_smoothing);
-      if (!std::isfinite(loss.item<double>())) {
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
         throw std::runtime_error("training diverged at epoch " + std::to_string(epoch + 1) + " (loss " +
-                                 std::to_string(loss.item<double>()) + " at lr " + std::to_string(lr) +
+                                 std::to_string(loss_value) + " at lr " + std::to_string(lr) +
                                  "); lower lr or max_lr, or set grad_clip_norm");
       }
       setup.optimizer->zero_grad();
@@ -337,7 +347,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
         if (options.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, options.grad_clip_norm);
         setup.optimizer->step();
       }
-      train_totals.add(loss.detach(), logits.detach(), labels);
+      train_totals.add(loss_value, logits.detach(), labels);
       ++iteration;
     };
     if (use_features) {
@@ -363,23 +373,18 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
 
     // ---- validation (plain cross-entropy, comparable across settings) ----
     {
-      torch::NoGradGuard no_grad;
-      model.eval();
       PhaseTotals val_totals(classes);
-      const auto evaluate = [&](const torch::Tensor& logits, const torch::Tensor& labels) {
-        val_totals.add(torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels), logits, labels);
-      };
       if (use_features) {
+        torch::NoGradGuard no_grad;
+        model.eval();
         for (std::int64_t begin = 0; begin < val_features.size(0); begin += options.batch_size) {
           const std::int64_t end = std::min(val_features.size(0), begin + options.batch_size);
-          evaluate(model.classify(val_features.slice(0, begin, end)), val_labels.slice(0, begin, end));
+          const torch::Tensor logits = model.classify(val_features.slice(0, begin, end)).to(torch::kFloat32);
+          const torch::Tensor labels = val_labels.slice(0, begin, end);
+          val_totals.add(torch::nn::functional::cross_entropy(logits, labels).item<double>(), logits, labels);
         }
       } else {
-        val_loader.start_epoch(0);
-        while (auto batch = val_loader.next()) {
-          if (cancelled && cancelled()) throw StageCancelled();
-          evaluate(model.forward(batch->images.to(options.device)), batch->labels.to(options.device));
-        }
+        val_totals = score_loader(model, val_loader, options, cancelled);
       }
       stats.val_loss = val_totals.loss();
       stats.val_accuracy = val_totals.confusion.accuracy();

@@ -15,6 +15,7 @@ packages=(
   libcurl4-openssl-dev libarchive-dev
   libtorch-dev libopencv-dev libmatio-dev
   python3-venv python3-pip python3-torch python3-torchvision
+  python3-opencv  # the exported MLflow model's loader decodes with the same OpenCV 4.6 as the workers
 )
 
 if [[ "${PETAL_SKIP_APT:-0}" != 1 ]]; then

@@ -264,6 +264,19 @@ TEST_CASE("normalisation of a constant image v gives (v/255 - mean) / std per ch
   CHECK(out[1] == doctest::Approx(-0.456 / 0.224));
 }
 
+TEST_CASE("inception normalisation maps 0..255 onto -1..1 and unknown names are refused with the choices") {
+  const NormalizationTable inception(Normalization::inception());
+  const cv::Mat image(1, 3, CV_8UC3, cv::Scalar(0, 255, 51));
+  float out[9];
+  normalize_into(image, out, true, inception);
+  CHECK(out[0] == -1.0f);
+  CHECK(out[1] == 1.0f);
+  CHECK(out[2] == doctest::Approx(51 / 127.5 - 1));
+  CHECK(Normalization::named("imagenet").std[2] == 0.225);
+  CHECK_THROWS_WITH_AS(Normalization::named("tf"), "unknown normalization 'tf'; use \"imagenet\" or \"inception\"",
+                       std::invalid_argument);
+}
+
 // ---- policies ----
 
 TEST_CASE("the presets are TOML, parse, and differ in strength") {
@@ -342,7 +355,7 @@ TEST_CASE("the augment stage validates overrides and sizes in its check") {
   params["overrides"] = json::array();
   params["eval_resize"] = 0;
   CHECK(kind->check(params).empty());
-  CHECK(kind->version.rfind("augment/1+", 0) == 0);
+  CHECK(kind->version.rfind("augment/2+", 0) == 0);
 }
 
 // ---- decoding and the image cache ----

@@ -66,7 +66,7 @@ TEST_CASE("unknown keys get a did-you-mean suggestion") {
         "text, sleep_ms, fail, rate");
   CHECK(errors_of(dir, "name = \"d\"\n[splt]\n") ==
         "x.toml:2:2: [splt] is not a known stage kind (did you mean 'split'?); known kinds: download, split, augment, train, "
-        "finetune, shell, emit, concat, via-worker; to name a stage freely, set kind = \"...\" in its table");
+        "finetune, evaluate, register, shell, emit, concat, via-worker; to name a stage freely, set kind = \"...\" in its table");
   CHECK(errors_of(dir, "name = \"d\"\n[tracking]\nurl = \"http://x\"\n") ==
         "x.toml:3:1: unknown key 'tracking.url' (did you mean 'uri'?); [tracking] allows enabled, uri, experiment");
 }

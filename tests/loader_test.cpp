@@ -196,6 +196,13 @@ TEST_CASE("evaluation mode: cache order, resize and centre crop, no augmentation
   std::vector<float> expected(3 * kSize * kSize);
   augment::normalize_into(view, expected.data());
   CHECK(std::memcmp(expected.data(), e0.images[0].data_ptr<float>(), expected.size() * sizeof(float)) == 0);
+
+  LoaderOptions inception = LoaderOptions::evaluation(dir.path(), "val", 4);
+  inception.normalization = augment::Normalization::inception();
+  BatchLoader inception_loader(inception);
+  augment::normalize_into(view, expected.data(), false, augment::NormalizationTable(inception.normalization));
+  CHECK(std::memcmp(expected.data(), run_epoch(inception_loader, 0).images[0].data_ptr<float>(),
+                    expected.size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("prefetching is bounded: at most `prefetch` batches are built ahead") {

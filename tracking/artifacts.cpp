@@ -198,4 +198,25 @@ void Client::download_artifact(const RunInfo& run, const std::string& path, cons
   parse_answer("download of artifact '" + path + "' of run " + run.run_id, response);
 }
 
+void Client::download_artifact_folder(const RunInfo& run, const std::string& path, const fs::path& local_dir) {
+  std::vector<std::string> folders = {path};
+  std::size_t files = 0;
+  while (!folders.empty()) {
+    const std::string folder = folders.back();
+    folders.pop_back();
+    for (const FileInfo& entry : list_artifacts(run.run_id, folder)) {
+      if (entry.is_dir) {
+        folders.push_back(entry.path);
+        continue;
+      }
+      const std::string relative = path.empty() ? entry.path : entry.path.substr(path.size() + 1);
+      download_artifact(run, entry.path, local_dir / relative);
+      ++files;
+    }
+  }
+  if (files == 0) {
+    throw PetalError("run " + run.run_id + " has no artifacts under '" + path + "'", {}, kExitUsage);
+  }
+}
+
 }  // namespace petal::mlflow

@@ -84,6 +84,9 @@ class Client {
                              const std::string& value);
   void set_alias(const std::string& name, const std::string& alias, const std::string& version);
   std::optional<ModelVersion> get_version_by_alias(const std::string& name, const std::string& alias);
+  std::optional<ModelVersion> get_model_version(const std::string& name, const std::string& version);
+  // Every file under `path` of the run's artifacts, downloaded below `local_dir` (same layout).
+  void download_artifact_folder(const RunInfo& run, const std::string& path, const std::filesystem::path& local_dir);
   void delete_alias(const std::string& name, const std::string& alias);
 
   // The underlying REST call: POST/PATCH/DELETE with a JSON body, or GET with query parameters.

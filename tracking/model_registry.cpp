@@ -195,6 +195,16 @@ std::optional<ModelVersion> Client::get_version_by_alias(const std::string& name
   }
 }
 
+std::optional<ModelVersion> Client::get_model_version(const std::string& name, const std::string& version) {
+  require_name(name);
+  try {
+    return model_version_from_json(get("model-versions/get", {{"name", name}, {"version", version}}).at("model_version"));
+  } catch (const MlflowError& e) {
+    if (e.error_code() == "RESOURCE_DOES_NOT_EXIST") return std::nullopt;
+    throw;
+  }
+}
+
 void Client::delete_alias(const std::string& name, const std::string& alias) {
   require_name(name);
   validate_alias(alias);

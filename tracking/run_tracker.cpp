@@ -8,6 +8,7 @@
 #include "pipeline/util/fs.h"
 #include "tracking/git_info.h"
 #include "tracking/local_server.h"
+#include "tracking/model_promotion.h"
 #include "tracking/mlflow_limits.h"
 
 namespace petal {
@@ -112,9 +113,14 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
     if (value.is_number() && !with_series.count(name)) logger_->log_metric(mlflow_key(stage + "." + name), value.get<double>(), 0);
   }
   for (const auto& artifact : outcome.report.artifacts) {
+    // A file lands in its folder under the stage's name; a folder keeps its own name
+    // (evaluate's "model" folder becomes <run>/artifacts/evaluate/model/...).
     const std::filesystem::path local = cache_.out_dir(plan.key) / artifact;
-    const std::string parent = std::filesystem::path(artifact).parent_path().generic_string();
-    logger_->log_artifact(local, stage + (parent.empty() ? "" : "/" + parent));
+    std::error_code ec;
+    const std::string folder = std::filesystem::is_directory(local, ec)
+                                   ? std::filesystem::path(artifact).lexically_normal().generic_string()
+                                   : std::filesystem::path(artifact).parent_path().generic_string();
+    logger_->log_artifact(local, stage + (folder.empty() || folder == "." ? "" : "/" + folder));
   }
   // A stage that publishes dataset.json (download) becomes the run's dataset input.
   const auto dataset_file = cache_.out_dir(plan.key) / "dataset.json";
@@ -134,6 +140,27 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
       // not a dataset description petal understands: nothing to log
     }
   }
+}
+
+RegistrationResult RunTracker::register_model(const ModelRegistration& request) {
+  logger_->flush();
+  const std::string run_id = logger_->run_id();
+  if (!client_ || logger_->offline() || run_id.empty()) {
+    const std::string why = logger_->last_error().empty() ? "no tracking server" : logger_->last_error();
+    throw PetalError("cannot register the model: the MLflow tracking server is not reachable (" + why +
+                         "); the run's values are spooled for `petal sync`, but registering needs the server — "
+                         "re-run `petal run` when it is reachable (register is not cached until it succeeds)",
+                     {}, kExitEnvironment);
+  }
+  // Its own client: the logger's background thread keeps using client_.
+  mlflow::Client client(uri_);
+  const mlflow::Run run = client.get_run(run_id);
+  ModelRegistration tagged = request;
+  if (const auto commit = run.tags.find("mlflow.source.git.commit"); commit != run.tags.end()) {
+    tagged.tags["petal.git_commit"] = commit->second;
+  }
+  tagged.tags["petal.run_id"] = run.tags.count("petal.run_id") ? run.tags.at("petal.run_id") : "";
+  return mlflow::register_and_promote(client, run.info, tagged);
 }
 
 void RunTracker::finish(const RunResult& result, std::FILE* out) {

@@ -8,6 +8,7 @@
 #include "pipeline/config/experiment.h"
 #include "pipeline/exec/executor.h"
 #include "pipeline/exec/project.h"
+#include "pipeline/dag/run_tracking.h"
 #include "tracking/run_logger.h"
 
 namespace petal {
@@ -28,7 +29,7 @@ TrackingTarget resolve_tracking(const Experiment& experiment, const Project& pro
 // reports (also for cached stages, so runs compare without gaps), a link to the run that built a
 // reused entry, dataset inputs with digests, and the final status (FAILED with the error, KILLED
 // on Ctrl-C).
-class RunTracker : public ExecutionObserver {
+class RunTracker : public ExecutionObserver, public RunTracking {
  public:
   RunTracker(const Experiment& experiment, const Plan& plan, const Project& project, const TrackingTarget& target,
              const std::string& petal_run_id, const StageCache& cache);
@@ -37,6 +38,10 @@ class RunTracker : public ExecutionObserver {
   void on_stage_end(const StagePlan& plan, const StageOutcome& outcome) override;
   // Ends the MLflow run with the status that matches the result; prints where it went.
   void finish(const RunResult& result, std::FILE* out);
+  // For the register stage: waits until everything logged so far (the upstream stages' model
+  // artifacts) reached the server, then registers and promotes (tracking/model_promotion.h).
+  // Throws PetalError when the run is offline: registering needs the server.
+  RegistrationResult register_model(const ModelRegistration& request) override;
 
   mlflow::RunLogger& logger() { return *logger_; }
 

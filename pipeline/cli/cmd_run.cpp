@@ -72,6 +72,7 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   execute_options.run_id = run_id;
   execute_options.experiment = session->experiment.name;
   execute_options.base_dir = session->base_dir();
+  execute_options.tracking = tracker.get();
   const RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
   printer.print_summary(result);
   if (tracker) tracker->finish(result, stdout);

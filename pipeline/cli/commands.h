@@ -69,4 +69,16 @@ struct SyncOptions {
 CLI::App* setup_sync(CLI::App& app, SyncOptions& options);
 int run_sync(const GlobalOptions& global, const SyncOptions& options);
 
+struct PredictOptions {
+  std::string model;                // folder, runs:/..., models:/name/version, models:/name@alias
+  std::vector<std::string> images;
+  int top_k = 3;
+  bool json = false;
+  std::string tracking_uri;
+  int threads = 0;                  // 0: $PETAL_THREADS or the cores
+};
+CLI::App* setup_predict(CLI::App& app, PredictOptions& options);
+// Exit code 0 when every image was classified, 1 when one could not be read or decoded.
+int run_predict(const GlobalOptions& global, const PredictOptions& options);
+
 }  // namespace petal::cli

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   setup_gc(app, gc)->callback([&] { chosen = [&] { return run_gc(global, gc); }; });
   SyncOptions sync;
   setup_sync(app, sync)->callback([&] { chosen = [&] { return run_sync(global, sync); }; });
+  PredictOptions predict;
+  setup_predict(app, predict)->callback([&] { chosen = [&] { return run_predict(global, predict); }; });
   PinOptions pin;
   setup_pin(app, pin)->callback([&] { chosen = [&] { return run_pin(global, pin); }; });
 

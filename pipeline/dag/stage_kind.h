@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pipeline/config/param_spec.h"
+#include "pipeline/dag/run_tracking.h"
 
 namespace petal {
 
@@ -51,6 +52,9 @@ struct StageContext {
   // inputs) and is deleted once the output is committed: long stages keep checkpoints here and
   // resume from them. Empty when the executor offers none (then nothing can resume).
   std::filesystem::path resume_dir;
+  // The run's experiment tracking (MLflow), for stages that talk to it beyond reporting
+  // (register); null when the run is not tracked.
+  RunTracking* tracking = nullptr;
 };
 
 // Thrown by an implementation that noticed `cancelled()`; the executor treats it as an interruption.

@@ -15,6 +15,7 @@ struct ExecuteOptions {
   std::string run_id;
   std::string experiment;   // for the run log
   std::filesystem::path base_dir;
+  RunTracking* tracking = nullptr;  // the run's MLflow tracking, for stages that need it (register)
 };
 
 // Observes a run; all calls come from the executor's own thread, in a consistent order.

@@ -70,6 +70,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
                        build->log_file(), request.base_dir, request.cancelled, outcome.report};
   context.threads = worker_thread_budget();
   context.resume_dir = cache.resume_dir(plan.key);
+  context.tracking = request.tracking;
   try {
     plan.node->kind->run(context);
     if (request.cancelled && request.cancelled()) throw StageCancelled();

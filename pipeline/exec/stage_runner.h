@@ -30,6 +30,7 @@ struct StageRunRequest {
   std::filesystem::path base_dir;
   std::string run_id;
   std::function<bool()> cancelled;
+  RunTracking* tracking = nullptr;  // handed to the stage (StageContext::tracking)
 };
 
 // Builds one stage's entry: takes the key's lock, re-checks the cache (another process may have

@@ -15,10 +15,7 @@ namespace petal {
 
 using nlohmann::json;
 
-namespace {
-
-// $PETAL_WORKER (one explicit executable), else $PETAL_WORKER_DIR/<name>, else <name> beside the
-// running executable or one folder up (tests run from build/tests/, workers live in build/).
+// One folder up too: tests run from build/tests/, workers live in build/.
 fs::path worker_executable(const std::string& worker_name) {
   if (const char* path = std::getenv("PETAL_WORKER"); path && *path) return path;
   std::error_code ec;
@@ -32,7 +29,6 @@ fs::path worker_executable(const std::string& worker_name) {
                    {}, kExitEnvironment);
 }
 
-}  // namespace
 
 int worker_thread_budget() {
   if (const char* text = std::getenv("PETAL_THREADS"); text && *text) {

@@ -1,4 +1,5 @@
 #pragma once
+#include <filesystem>
 #include <string>
 
 #include "pipeline/dag/stage_kind.h"
@@ -13,6 +14,10 @@ namespace petal {
 // `<worker_name>` beside the running petal. Workers: petal-worker (LibTorch: models, training,
 // the loader) and petal-data-worker (OpenCV: image checks, decoding, augmentation previews).
 void run_in_worker(StageContext& ctx, const std::string& kind, const std::string& worker_name = "petal-worker");
+
+// The worker executable: $PETAL_WORKER (one explicit executable), else $PETAL_WORKER_DIR/<name>,
+// else <name> beside the running executable. Throws PetalError (exit code 3) when there is none.
+std::filesystem::path worker_executable(const std::string& worker_name);
 
 // Intra-op threads a worker may use: $PETAL_THREADS, else the machine's cores.
 int worker_thread_budget();

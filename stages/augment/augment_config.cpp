@@ -28,9 +28,7 @@ json AugmentSettings::to_json() const {
               {"eval_resize", eval_resize},
               {"cache_short_side", cache_short_side},
               {"upscale", upscale},
-              {"colour_order", "RGB"},
-              {"mean", kImageNetMean},
-              {"std", kImageNetStd}};
+              {"colour_order", "RGB"}};
 }
 
 AugmentSettings AugmentSettings::from_json(const json& j) {

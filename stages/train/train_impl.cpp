@@ -9,7 +9,10 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "stages/augment/normalize.h"
+#include "stages/train/model_names.h"
 #include "stages/train/models/model_zoo.h"
+#include "stages/train/trained_model.h"
 #include "stages/train/trainer.h"
 #include "stages/train/weights/state_dict_load.h"
 
@@ -56,19 +59,6 @@ models::HeadSpec head_from_params(const json& params, std::int64_t classes) {
   for (const json& size : params.at("head_hidden")) head.hidden.push_back(static_cast<std::int64_t>(size.get<double>()));
   head.batch_norm = params.at("head_batch_norm").get<bool>();
   head.dropout = params.at("head_dropout").get<double>();
-  return head;
-}
-
-json head_to_json(const models::HeadSpec& head) {
-  return {{"num_classes", head.num_classes}, {"hidden", head.hidden}, {"batch_norm", head.batch_norm}, {"dropout", head.dropout}};
-}
-
-models::HeadSpec head_from_json(const json& j) {
-  models::HeadSpec head;
-  head.num_classes = j.at("num_classes");
-  head.hidden = j.at("hidden").get<std::vector<std::int64_t>>();
-  head.batch_norm = j.at("batch_norm");
-  head.dropout = j.at("dropout");
   return head;
 }
 
@@ -156,6 +146,7 @@ void run_phase(StageContext& ctx, bool finetune) {
   std::string key_format = "torchvision";
   std::size_t first_trained = 0;
   double lr_multiplier = 1.0;
+  augment::Normalization normalization;
   if (!finetune) {
     spec.architecture = p.at("model");
     spec.head = head_from_params(p, static_cast<std::int64_t>(classes.size()));
@@ -163,17 +154,22 @@ void run_phase(StageContext& ctx, bool finetune) {
     initial_file = weights.at("file").get<std::string>();
     key_format = weights.at("key_format");
     origin = {{"weights", p.at("weights")}, {"file", initial_file.string()}};
+    const std::string named = p.at("normalization");
+    normalization = augment::Normalization::named(named == "auto" ? default_normalization(spec.architecture) : named);
   } else {
     const fs::path model_dir = input_with(ctx, "model.json", "a trained model (the train stage)");
     const json trained = read_json(model_dir / "model.json");
     spec.architecture = trained.at("architecture");
-    spec.head = head_from_json(trained.at("head"));
+    spec.head = train::head_from_json(trained.at("head"));
     if (trained.at("classes").get<std::vector<std::string>>() != classes) {
       throw std::runtime_error("the trained model's classes differ from the image cache's classes.txt; fine-tune on the "
                                "data the model was trained on");
     }
     initial_file = model_dir / "model.pt";
     origin = trained.value("origin", json::object());
+    const json& preprocessing = trained.at("preprocessing");
+    normalization.mean = preprocessing.at("mean");
+    normalization.std = preprocessing.at("std");
     lr_multiplier = p.at("lr_multiplier");
   }
 
@@ -206,6 +202,7 @@ void run_phase(StageContext& ctx, bool finetune) {
   }
 
   train::TrainerOptions options = trainer_options(p, threads, device);
+  options.normalization = normalization;
   options.trainable.first_trained_block = first_trained;
   options.trainable.lr_multiplier = lr_multiplier;
   log_line(ctx.stage_name + ": " + spec.architecture + " on " + device.str() + ", " + std::to_string(threads) +
@@ -237,13 +234,15 @@ void run_phase(StageContext& ctx, bool finetune) {
   const json model_json = {
       {"format", kModelFormat},
       {"architecture", spec.architecture},
-      {"head", head_to_json(spec.head)},
+      {"head", train::head_to_json(spec.head)},
       {"classes", classes},
       {"preprocessing",
        {{"image_size", augment.at("image_size")},
         {"eval_resize", augment.at("eval_resize")},
-        {"mean", augment.at("mean")},
-        {"std", augment.at("std")},
+        {"cache_short_side", augment.at("cache_short_side")},
+        {"upscale", augment.at("upscale")},
+        {"mean", normalization.mean},
+        {"std", normalization.std},
         {"colour_order", augment.value("colour_order", "RGB")}}},
       {"weights", "model.pt"},
       {"origin", origin},

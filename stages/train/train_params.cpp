@@ -21,6 +21,10 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
                                                         "\"file\"").allow_empty());
     specs.push_back(ParamSpec::text("weights_url", "", "download the ImageNet weights from here instead (a mirror); "
                                                        "the file name must still carry the sha256 prefix"));
+    specs.push_back(ParamSpec::choice("normalization", {"auto", "imagenet", "inception"}, "auto",
+                                      "input statistics: imagenet (torchvision's mean/std), inception (mean = std "
+                                      "= 0.5, [-1, 1]); auto = what the architecture's pretrained weights expect "
+                                      "(inception for efficientnet_lite0); fine-tuning keeps the trained model's"));
     specs.push_back(ParamSpec::reals("head_hidden", std::vector<double>{},
                                      "hidden layer sizes of an MLP head, e.g. [512] for 2048 -> 512 -> classes; "
                                      "[] = one linear layer"));

@@ -44,7 +44,7 @@ void run_torch_stage(StageContext& ctx, const std::string& kind, const json& ext
 StageKind make_train_stage() {
   StageKind kind;
   kind.name = "train";
-  kind.version = "train/2";
+  kind.version = "train/3";
   kind.summary = "train a network (by default: ImageNet backbone frozen, new head) on the augmented images";
   kind.default_needs = {"augment"};
   kind.uses_torch = true;
@@ -62,7 +62,7 @@ StageKind make_train_stage() {
 StageKind make_finetune_stage() {
   StageKind kind;
   kind.name = "finetune";
-  kind.version = "finetune/2";
+  kind.version = "finetune/3";
   kind.summary = "fine-tune the trained network's deeper blocks with layer-wise rates and a cyclical schedule";
   kind.default_needs = {"augment", "train"};
   kind.uses_torch = true;

@@ -195,6 +195,7 @@ SplitScore evaluate_split(models::ClassifierImpl& model, const fs::path& data_di
   LoaderOptions loader_options = LoaderOptions::evaluation(data_dir, split, options.batch_size);
   loader_options.workers = options.loader_workers;
   loader_options.channels_last = options.channels_last;
+  loader_options.normalization = options.normalization;
   BatchLoader loader(loader_options);
   SplitScore score;
   if (loader.samples() == 0) return score;
@@ -226,6 +227,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   train_options.batch_size = options.batch_size;
   train_options.workers = options.loader_workers;
   train_options.channels_last = options.channels_last;
+  train_options.normalization = options.normalization;
   train_options.seed = options.seed;
   std::unique_ptr<BatchLoader> train_loader;
   if (!use_features) {
@@ -239,6 +241,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   LoaderOptions val_options = LoaderOptions::evaluation(data_dir, "val", options.batch_size);
   val_options.workers = options.loader_workers;
   val_options.channels_last = options.channels_last;
+  val_options.normalization = options.normalization;
   BatchLoader val_loader(val_options);
   const std::int64_t classes = static_cast<std::int64_t>(val_loader.classes().size());
   if (val_loader.samples() == 0) throw std::runtime_error("the val split is empty: validation needs images");
@@ -249,6 +252,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     LoaderOptions extract = LoaderOptions::evaluation(data_dir, "train", options.batch_size);
     extract.workers = options.loader_workers;
     extract.channels_last = options.channels_last;
+  extract.normalization = options.normalization;
     BatchLoader extract_loader(extract);
     std::tie(train_features, train_labels) = extract_features(model, extract_loader, options, cancelled);
     std::tie(val_features, val_labels) = extract_features(model, val_loader, options, cancelled);

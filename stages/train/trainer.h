@@ -13,6 +13,7 @@
 #include "pipeline/dag/stage_kind.h"
 #include "stages/train/batch_mix.h"
 #include "stages/train/early_stopping.h"
+#include "stages/augment/normalize.h"
 #include "stages/train/lr_schedule.h"
 #include "stages/train/models/classifier.h"
 #include "stages/train/optim/optimizer_setup.h"
@@ -37,6 +38,7 @@ struct TrainerOptions {
   int loader_workers = 1;
   torch::Device device = torch::kCPU;
   bool channels_last = false;
+  augment::Normalization normalization = augment::Normalization::imagenet();  // of every loader's images
   bool mixed_precision = false;       // CUDA: float16 autocast with dynamic loss scaling
 };
 

@@ -2,6 +2,7 @@
 // must actually run (a fully cached run never pays LibTorch's start-up).
 //
 //   petal-worker run-stage REQUEST.json   run one stage (see worker_protocol.h)
+//   petal-worker predict --model DIR ...  class probabilities for images (stages/evaluate/predict_command.h)
 //   petal-worker --probe                  print the LibTorch build and devices as JSON
 #include <torch/torch.h>
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "stages/evaluate/predict_command.h"
 #include "stages/worker/torch_stages.h"
 #include "stages/worker/worker_protocol.h"
 
@@ -41,6 +43,11 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "run-stage") == 0) {
     return petal::serve_worker_request(argv[2], petal::torch_stage_table(), configure_threads);
   }
-  std::fprintf(stderr, "usage: petal-worker run-stage REQUEST.json | petal-worker --probe\n");
+  if (argc >= 2 && std::strcmp(argv[1], "predict") == 0) {
+    configure_threads(1);
+    return petal::evaluate::run_predict_command(argc, argv);
+  }
+  std::fprintf(stderr, "usage: petal-worker run-stage REQUEST.json | petal-worker predict --model DIR IMAGE... | "
+                       "petal-worker --probe\n");
   return 2;
 }

@@ -1,0 +1,253 @@
+// The evaluate and register stages end to end against a real MLflow server: reports, the exported
+// MLflow model, champion/challenger promotion through the pipeline, and agreement between
+// `petal predict` (C++), mlflow.pyfunc.load_model and `mlflow models serve`.
+#include <doctest/doctest.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/mlflow_support.h"
+#include "tests/support/test_support.h"
+
+namespace petal {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+// Three classes told apart by colour (red, green, blue discs on noise).
+void make_colour_images(const fs::path& root, int per_class, std::uint64_t seed, bool class_folders = true) {
+  const char* names[] = {"red", "green", "blue"};
+  cv::RNG rng(seed);
+  for (int c = 0; c < 3; ++c) {
+    const fs::path folder = class_folders ? root / names[c] : root;
+    fs::create_directories(folder);
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image(48, 40 + 4 * (i % 3), CV_8UC3);
+      rng.fill(image, cv::RNG::UNIFORM, 0, 120);
+      cv::Scalar colour(0, 0, 0);
+      colour[2 - c] = 200 + rng.uniform(0, 55);  // OpenCV stores BGR
+      cv::circle(image, {rng.uniform(14, 26), rng.uniform(14, 30)}, rng.uniform(8, 14), colour, cv::FILLED);
+      const std::string ext = i % 2 ? ".jpg" : ".png";
+      cv::imwrite((folder / (std::string(names[c]) + std::to_string(i) + ext)).string(), image);
+    }
+  }
+}
+
+std::string experiment(const fs::path& data, const std::string& name, const std::string& model_name, int epochs,
+                       double margin) {
+  return "name = \"" + name + "\"\n[tracking]\nuri = \"" + test::mlflow_url() + "\"\n"
+         "[download]\nsource = \"local\"\npath = \"" + data.string() + "\"\n"
+         "[split]\nratios = [0.6, 0.2, 0.2]\nseed = 1\n"
+         "[augment]\npolicy = \"light\"\nimage_size = 32\n"
+         "[train]\nmodel = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\nthreads = 1\nbatch_size = 8\n"
+         "epochs = " + std::to_string(epochs) + "\noptimizer = \"adam\"\nlr = 0.01\n"
+         "[evaluate]\nneeds = [\"augment\", \"train\"]\nthreads = 1\ngradcam_images = 2\ngradcam_classes = 2\n"
+         "[register]\nmodel_name = \"" + model_name + "\"\nmargin = " + std::to_string(margin) + "\n";
+}
+
+int petal(const TempDir& dir, const std::string& args, std::string* output = nullptr) {
+  std::string text;
+  const int code = test::run_command("cd " + dir.path().string() + " && PETAL_TRACKING=on MLFLOW_TRACKING_URI=" + test::mlflow_url() + " " +
+                                         test::petal_binary() + " --state-dir state " + args + " 2>&1",
+                                     &text);
+  if (output) *output = text;
+  if (code != 0) MESSAGE("petal " << args << " exited " << code << ":\n" << text);
+  return code;
+}
+
+fs::path stage_output(const TempDir& dir, const std::string& stage) {
+  fs::path found;
+  fs::file_time_type newest{};
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "state/cache/entries")) {
+    if (entry.path().filename() != "manifest.json") continue;
+    if (json::parse(test::read_file(entry.path())).value("stage", "") != stage) continue;
+    if (found.empty() || entry.last_write_time() > newest) {
+      found = entry.path().parent_path() / "out";
+      newest = entry.last_write_time();
+    }
+  }
+  REQUIRE_MESSAGE(!found.empty(), "no committed output of stage " << stage);
+  return found;
+}
+
+std::vector<std::string> image_files(const fs::path& folder) {
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(folder)) files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string quoted_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + json(item).dump();
+  return "[" + out + "]";
+}
+
+}  // namespace
+
+TEST_CASE("evaluate + register: reports, MLflow model, promotion, and petal predict = pyfunc = mlflow models serve") {
+  TempDir dir;
+  make_colour_images(dir / "data", 14, 7);
+  const std::string name = test::unique_name("evaluate");
+  const std::string model_name = test::unique_name("colours");
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, model_name, 4, 0.0));
+  std::string output;
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+
+  // ---- the evaluate stage's outputs ----
+  const fs::path evaluated = stage_output(dir, "evaluate");
+  for (const char* file : {"metrics.json", "report.json", "reports/test/confusion_matrix.csv",
+                           "reports/test/confusion_matrix_normalized.csv", "reports/test/confusion_matrix.png",
+                           "reports/test/confusion_matrix_normalized.png", "reports/test/misclassified.png",
+                           "reports/val/confusion_matrix.png", "reports/training_curves.png", "model/MLmodel",
+                           "model/code/petal_pyfunc.py", "model/data/model.pt", "model/data/model.json"}) {
+    CHECK_MESSAGE(fs::exists(evaluated / file), file);
+  }
+  CHECK(image_files(evaluated / "reports/gradcam").size() == 2);
+  const json metrics = json::parse(test::read_file(evaluated / "metrics.json"));
+  for (const char* key : {"test_accuracy", "test_f1", "test_weighted_f1", "test_log_loss", "test_precision", "test_recall",
+                          "test_f1_red", "val_accuracy"}) {
+    CHECK_MESSAGE(metrics.contains(key), key);
+  }
+  CHECK_FALSE(metrics.contains("test_top5_accuracy"));  // 3 classes: top-5 says nothing
+  MESSAGE("test accuracy " << metrics["test_accuracy"] << ", macro-F1 " << metrics["test_f1"]);
+  // The confusion matrix in the report adds up to the test split, and accuracy is its diagonal.
+  const json report = json::parse(test::read_file(evaluated / "report.json"));
+  const json counts = report["test"]["confusion_matrix"]["counts"];
+  double total = 0, diagonal = 0;
+  for (std::size_t r = 0; r < counts.size(); ++r) {
+    for (std::size_t c = 0; c < counts[r].size(); ++c) {
+      total += counts[r][c].get<double>();
+      if (r == c) diagonal += counts[r][c].get<double>();
+    }
+  }
+  CHECK(total == report["test"]["samples"].get<double>());
+  CHECK(metrics["test_accuracy"].get<double>() == doctest::Approx(diagonal / total));
+
+  // ---- registered as champion; the run's artifacts hold the reports and the model ----
+  const json registration = json::parse(test::read_file(stage_output(dir, "register") / "registration.json"));
+  CHECK(registration["version"] == "1");
+  CHECK(registration["alias"] == "champion");
+  const json state = test::python_json(
+      "import json, mlflow\n"
+      "c = mlflow.MlflowClient()\n"
+      "v = c.get_model_version_by_alias('" + model_name + "', 'champion')\n"
+      "files = []\n"
+      "def walk(path):\n"
+      "    for f in c.list_artifacts(v.run_id, path):\n"
+      "        walk(f.path) if f.is_dir else files.append(f.path)\n"
+      "walk('evaluate')\n"
+      "run = c.get_run(v.run_id)\n"
+      "print(json.dumps({'version': v.version, 'files': sorted(files), 'tags': dict(v.tags),\n"
+      "                  'metric': run.data.metrics.get('evaluate.test_f1')}))\n");
+  CHECK(state["version"] == "1");
+  const auto files = state["files"].get<std::vector<std::string>>();
+  for (const char* file : {"evaluate/model/MLmodel", "evaluate/reports/test/confusion_matrix.png",
+                           "evaluate/reports/training_curves.png", "evaluate/metrics.json"}) {
+    CHECK_MESSAGE(std::find(files.begin(), files.end(), file) != files.end(), file);
+  }
+  CHECK(state["tags"].contains("petal.dataset_digest"));
+  CHECK(state["tags"]["petal.architecture"] == "small_cnn");
+  CHECK(state["metric"].get<double>() == doctest::Approx(metrics["test_f1"].get<double>()));
+
+  // ---- petal predict (C++) and mlflow.pyfunc agree on held-out images ----
+  make_colour_images(dir / "held_out", 5, 99, /*class_folders=*/false);
+  const std::vector<std::string> images = image_files(dir / "held_out");
+  std::string images_args;
+  for (const auto& image : images) images_args += " " + image;
+  REQUIRE(petal(dir, "predict --json --model models:/" + model_name + "@champion" + images_args, &output) == 0);
+  const json ours = json::parse(output.substr(output.find('{')));
+  const json python = test::python_json(
+      "import json, mlflow, pandas as pd\n"
+      "m = mlflow.pyfunc.load_model('models:/" + model_name + "@champion')\n"
+      "out = m.predict(pd.DataFrame({'image': " + quoted_list(images) + "}))\n"
+      "cols = [c for c in out.columns if c.startswith('p_')]\n"
+      "print(json.dumps({'labels': list(out['label']), 'columns': cols, 'p': out[cols].values.tolist()}))\n");
+  REQUIRE(ours["predictions"].size() == images.size());
+  REQUIRE(python["labels"].size() == images.size());
+  std::size_t agree = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const json& prediction = ours["predictions"][i];
+    if (prediction["top"][0]["class"] == python["labels"][i]) ++agree;
+    for (std::size_t c = 0; c < python["columns"].size(); ++c) {
+      const std::string cls = python["columns"][c].get<std::string>().substr(2);
+      worst = std::max(worst, std::abs(prediction["probabilities"][cls].get<double>() - python["p"][i][c].get<double>()));
+    }
+  }
+  MESSAGE("petal predict vs pyfunc: " << agree << "/" << images.size() << " classes agree, max |dp| = " << worst);
+  CHECK(agree == images.size());
+  CHECK(worst < 1e-4);
+
+  // ---- mlflow models serve answers /invocations with the same classes ----
+  const json served = test::python_json(
+      "import base64, json, os, socket, subprocess, sys, time, urllib.request\n"
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+      "mlflow_bin = os.path.join(os.path.dirname(sys.executable), 'mlflow')\n"
+      "log = open('serve.log', 'w+')\n"
+      "server = subprocess.Popen([mlflow_bin, 'models', 'serve', '-m', 'models:/" + model_name + "@champion',\n"
+      "    '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port)], stdout=log, stderr=subprocess.STDOUT,\n"
+      "    start_new_session=True,  # the scoring server is started as `uvicorn` from PATH: the venv's\n"
+      "    env=dict(os.environ, PATH=os.path.dirname(mlflow_bin) + os.pathsep + os.environ.get('PATH', '')))\n"
+      "try:\n"
+      "    deadline = time.time() + 180\n"
+      "    while True:\n"
+      "        try:\n"
+      "            urllib.request.urlopen(f'http://127.0.0.1:{port}/ping', timeout=2); break\n"
+      "        except Exception:\n"
+      "            if time.time() > deadline or server.poll() is not None:\n"
+      "                log.seek(0); raise SystemExit('mlflow models serve did not start: ' + log.read()[-3000:])\n"
+      "            time.sleep(1)\n"
+      "    rows = [[base64.b64encode(open(f, 'rb').read()).decode()] for f in " + quoted_list(images) + "]\n"
+      "    body = json.dumps({'dataframe_split': {'columns': ['image'], 'data': rows}}).encode()\n"
+      "    req = urllib.request.Request(f'http://127.0.0.1:{port}/invocations', data=body,\n"
+      "                                 headers={'Content-Type': 'application/json'})\n"
+      "    answer = json.loads(urllib.request.urlopen(req, timeout=120).read())\n"
+      "    print(json.dumps({'labels': [r['label'] for r in answer['predictions']]}))\n"
+      "finally:\n"
+      "    if server.poll() is None: os.killpg(server.pid, 15); server.wait(timeout=30)\n");
+  REQUIRE(served["labels"].size() == images.size());
+  std::size_t served_agree = 0;
+  for (std::size_t i = 0; i < images.size(); ++i) served_agree += served["labels"][i] == python["labels"][i];
+  MESSAGE("mlflow models serve vs pyfunc: " << served_agree << "/" << images.size() << " classes agree");
+  CHECK(served_agree == images.size());
+
+  // ---- a cached re-run registers nothing new; a different model that is not better is challenger ----
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  CHECK(output.find("6 stages (6 cached)") != std::string::npos);
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, model_name, 2, 1.0));  // margin 1: cannot win
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  const json second = json::parse(test::read_file(stage_output(dir, "register") / "registration.json"));
+  CHECK(second["version"] == "2");
+  CHECK(second["alias"] == "challenger");
+  const json aliases = test::python_json(
+      "import json, mlflow\n"
+      "c = mlflow.MlflowClient()\n"
+      "m = c.get_registered_model('" + model_name + "')\n"
+      "print(json.dumps({'aliases': dict(m.aliases),\n"
+      "                  'versions': len(c.search_model_versions(\"name='" + model_name + "'\"))}))\n");
+  CHECK(aliases["versions"] == 2);
+  CHECK(aliases["aliases"] == json{{"champion", "1"}, {"challenger", "2"}});
+}
+
+TEST_CASE("register: a run without tracking fails with what to do, and commits nothing") {
+  TempDir dir;
+  make_colour_images(dir / "data", 6, 3);
+  std::string text = experiment(dir / "data", "untracked", "colours", 1, 0.0);
+  text.replace(text.find("[tracking]\n"), std::string("[tracking]\n").size(), "[tracking]\nenabled = false\n");
+  text.replace(text.find("uri = "), text.find('\n', text.find("uri = ")) - text.find("uri = ") + 1, "");
+  test::write_file(dir / "x.toml", text);
+  std::string output;
+  CHECK(petal(dir, "run x.toml", &output) == 1);
+  CHECK(output.find("register needs MLflow tracking, and this run is not tracked") != std::string::npos);
+  CHECK(output.find("set enabled = false in [register]") != std::string::npos);
+}
+
+}  // namespace petal

@@ -11,7 +11,7 @@ using nlohmann::json;
 StageKind make_evaluate_stage() {
   StageKind kind;
   kind.name = "evaluate";
-  kind.version = "evaluate/1";
+  kind.version = "evaluate/2";
   kind.summary = "metrics, confusion matrices, misclassified images and Grad-CAM on held-out splits; MLflow model export";
   kind.default_needs = {"augment", "finetune"};
   kind.uses_torch = true;

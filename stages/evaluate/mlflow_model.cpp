@@ -356,7 +356,7 @@ void write_mlflow_model(const fs::path& trained_dir, const fs::path& out_dir, co
 
   write_text(out_dir / "code" / (std::string(kLoaderModule) + ".py"), std::string(pyfunc_loader_source()));
   place_weights(model.weights, out_dir / "data" / "model.pt", options.link_weights);
-  write_text(out_dir / "data" / "model.json", read_text(trained_dir / "model.json"));
+  write_text(out_dir / "data" / "model.json", model.spec.dump(2) + "\n");  // completed (read_trained_model)
   std::string classes_text;
   for (const std::string& name : model.classes) classes_text += name + "\n";
   write_text(out_dir / "data" / "classes.txt", classes_text);  // model.json's list: the one the loader uses

@@ -63,16 +63,7 @@ int petal(const TempDir& dir, const std::string& args, std::string* output = nul
 }
 
 fs::path stage_output(const TempDir& dir, const std::string& stage) {
-  fs::path found;
-  fs::file_time_type newest{};
-  for (const auto& entry : fs::recursive_directory_iterator(dir / "state/cache/entries")) {
-    if (entry.path().filename() != "manifest.json") continue;
-    if (json::parse(test::read_file(entry.path())).value("stage", "") != stage) continue;
-    if (found.empty() || entry.last_write_time() > newest) {
-      found = entry.path().parent_path() / "out";
-      newest = entry.last_write_time();
-    }
-  }
+  const fs::path found = test::newest_stage_output(dir / "state", stage);
   REQUIRE_MESSAGE(!found.empty(), "no committed output of stage " << stage);
   return found;
 }

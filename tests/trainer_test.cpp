@@ -61,17 +61,7 @@ int petal(const TempDir& dir, const std::string& args, std::string* output = nul
 
 // The committed output folder of the stage named `stage` (the newest, if several).
 fs::path stage_output(const TempDir& dir, const std::string& stage) {
-  fs::path found;
-  fs::file_time_type newest{};
-  for (const auto& entry : fs::recursive_directory_iterator(dir / "state/cache/entries")) {
-    if (entry.path().filename() != "manifest.json") continue;
-    const auto manifest = nlohmann::json::parse(test::read_file(entry.path()));
-    if (manifest.value("stage", "") != stage) continue;
-    if (found.empty() || entry.last_write_time() > newest) {
-      found = entry.path().parent_path() / "out";
-      newest = entry.last_write_time();
-    }
-  }
+  const fs::path found = test::newest_stage_output(dir / "state", stage);
   REQUIRE_MESSAGE(!found.empty(), "no committed output of stage " << stage);
   return found;
 }

@@ -241,6 +241,21 @@ fs::path datasets_dir() {
   return datasets && *datasets ? fs::path(datasets) : (source_dir() / "../shared/datasets").lexically_normal();
 }
 
+fs::path newest_stage_output(const fs::path& state_dir, const std::string& stage) {
+  fs::path found;
+  fs::file_time_type newest{};
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(state_dir / "cache" / "entries", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename() != "manifest.json") continue;
+    if (nlohmann::json::parse(read_file(it->path())).value("stage", "") != stage) continue;
+    if (found.empty() || it->last_write_time() > newest) {
+      found = it->path().parent_path() / "out";
+      newest = it->last_write_time();
+    }
+  }
+  return found;
+}
+
 const StageRegistry& test_registry() {
   static const StageRegistry registry = [] {
     StageRegistry r;

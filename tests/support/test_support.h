@@ -60,9 +60,12 @@ ExperimentRun run_experiment(const TempDir& dir, const std::string& text, std::v
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();
 fs::path source_dir();
-std::string test_worker();
+std::string test_worker();  // a worker executable speaking petal-worker's protocol (no LibTorch)
 // The shared datasets folder: $PETAL_DATASETS, else ../shared/datasets beside the repository.
-fs::path datasets_dir();  // a worker executable speaking petal-worker's protocol (no LibTorch)
+fs::path datasets_dir();
+// The committed output folder (.../out) of the newest cache entry built for the stage named
+// `stage` under <state_dir>/cache/entries; empty when there is none.
+fs::path newest_stage_output(const fs::path& state_dir, const std::string& stage);
 
 // A registry with the built-in kinds plus test kinds:
 //   "emit":   writes params.text to out/value.txt; params: text (string), sleep_ms (int), fail (bool)

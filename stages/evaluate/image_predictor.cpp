@@ -9,11 +9,12 @@
 
 namespace petal::evaluate {
 
-at::Tensor preprocess_image(const std::vector<unsigned char>& bytes, const train::Preprocessing& p) {
+at::Tensor preprocess_image(const std::vector<unsigned char>& bytes, const train::Preprocessing& p,
+                            const augment::NormalizationTable& table) {
   const cv::Mat decoded = augment::decode_image(bytes, p.cache_short_side, p.upscale);
   const cv::Mat view = augment::eval_transform(decoded, p.image_size, p.eval_resize);
   at::Tensor input = torch::empty({3, p.image_size, p.image_size}, torch::kFloat);
-  augment::normalize_into(view, input.data_ptr<float>(), false, augment::NormalizationTable(p.normalization));
+  augment::normalize_into(view, input.data_ptr<float>(), false, table);
   return input;
 }
 
@@ -22,6 +23,7 @@ std::vector<FilePrediction> predict_files(train::TrainedModel& model, const std:
   torch::NoGradGuard no_grad;
   model.network->eval();
   std::vector<FilePrediction> out(files.size());
+  const augment::NormalizationTable table(model.preprocessing.normalization);
   std::vector<at::Tensor> inputs;
   std::vector<std::size_t> rows;  // which files the pending inputs are
   const auto run_batch = [&] {
@@ -36,7 +38,7 @@ std::vector<FilePrediction> predict_files(train::TrainedModel& model, const std:
   };
   for (std::size_t i = 0; i < files.size(); ++i) {
     try {
-      inputs.push_back(preprocess_image(augment::read_file_bytes(files[i]), model.preprocessing));
+      inputs.push_back(preprocess_image(augment::read_file_bytes(files[i]), model.preprocessing, table));
       rows.push_back(i);
     } catch (const std::exception& e) {
       out[i].error = e.what();

@@ -11,9 +11,11 @@
 
 namespace petal::evaluate {
 
-// The network input for one encoded image: [3, S, S] float32. Throws std::runtime_error when the
+// The network input for one encoded image: [3, S, S] float32, normalised by `table` (built once
+// from preprocessing.normalization by the caller). Throws std::runtime_error when the
 // bytes are not an image OpenCV can decode.
-at::Tensor preprocess_image(const std::vector<unsigned char>& bytes, const train::Preprocessing& preprocessing);
+at::Tensor preprocess_image(const std::vector<unsigned char>& bytes, const train::Preprocessing& preprocessing,
+                            const augment::NormalizationTable& table);
 
 struct FilePrediction {
   std::vector<float> probabilities;  // softmax over the model's classes; empty when `error` is set

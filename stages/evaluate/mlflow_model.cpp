@@ -192,11 +192,7 @@ TrainedModel read_trained_model(const fs::path& trained_dir) {
     model.architecture = model.spec.at("architecture").get<std::string>();
     model.classes = model.spec.at("classes").get<std::vector<std::string>>();
     const json& head = model.spec.at("head");
-    json& pre = model.spec.at("preprocessing");
-    // Absent from the first model.json files: the augment stage's defaults were then in force
-    // (cached with the short side at the evaluation resize, never enlarged). Written out in full.
-    if (!pre.contains("cache_short_side") && pre.contains("eval_resize")) pre["cache_short_side"] = pre.at("eval_resize");
-    if (!pre.contains("upscale")) pre["upscale"] = false;
+    const json& pre = model.spec.at("preprocessing");
     for (const char* key : {"num_classes", "hidden", "batch_norm", "dropout"}) {
       if (!head.contains(key)) throw invalid(std::string("head.") + key + " is missing");
     }
@@ -356,7 +352,7 @@ void write_mlflow_model(const fs::path& trained_dir, const fs::path& out_dir, co
 
   write_text(out_dir / "code" / (std::string(kLoaderModule) + ".py"), std::string(pyfunc_loader_source()));
   place_weights(model.weights, out_dir / "data" / "model.pt", options.link_weights);
-  write_text(out_dir / "data" / "model.json", model.spec.dump(2) + "\n");  // completed (read_trained_model)
+  write_text(out_dir / "data" / "model.json", model.spec.dump(2) + "\n");
   std::string classes_text;
   for (const std::string& name : model.classes) classes_text += name + "\n";
   write_text(out_dir / "data" / "classes.txt", classes_text);  // model.json's list: the one the loader uses

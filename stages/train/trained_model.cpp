@@ -45,10 +45,8 @@ TrainedModel load_trained_model(const fs::path& dir) {
     const json& p = d.at("preprocessing");
     model.preprocessing.image_size = p.at("image_size");
     model.preprocessing.eval_resize = p.at("eval_resize");
-    // Absent from the first model.json files: then the augment stage's defaults were in force
-    // (images cached with the short side at the evaluation resize, never enlarged).
-    model.preprocessing.cache_short_side = p.value("cache_short_side", model.preprocessing.eval_resize);
-    model.preprocessing.upscale = p.value("upscale", false);
+    model.preprocessing.cache_short_side = p.at("cache_short_side");
+    model.preprocessing.upscale = p.at("upscale");
     model.preprocessing.normalization.mean = p.at("mean");
     model.preprocessing.normalization.std = p.at("std");
     model.weights_file = folder / d.value("weights", "model.pt");

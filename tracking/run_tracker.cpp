@@ -64,7 +64,8 @@ TrackingTarget resolve_tracking(const Experiment& experiment, const Project& pro
 }
 
 RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Project& project,
-                       const TrackingTarget& target, const std::string& petal_run_id, const StageCache& cache)
+                       const TrackingTarget& target, const std::string& petal_run_id, const StageCache& cache,
+                       const RunTrackerOptions& options)
     : experiment_(experiment), cache_(cache), uri_(target.uri) {
   if (!target.uri.empty()) client_ = std::make_shared<mlflow::Client>(target.uri);
   logger_ = std::make_unique<mlflow::RunLogger>(client_, project.state_dir / "spool", petal_run_id);
@@ -81,8 +82,10 @@ RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Pro
     tags.push_back({"mlflow.source.git.commit", commit});
   }
   if (!experiment.description.empty()) tags.push_back({"mlflow.note.content", experiment.description});
+  tags.insert(tags.end(), options.tags.begin(), options.tags.end());
   mlflow_experiment_ = experiment.tracking.experiment.empty() ? experiment.name : experiment.tracking.experiment;
-  logger_->start_run(mlflow_experiment_, experiment.name + "-" + petal_run_id, tags, now_ms(),
+  logger_->start_run(mlflow_experiment_, options.run_name.empty() ? experiment.name + "-" + petal_run_id : options.run_name,
+                     tags, now_ms(),
                      target.embedded ? "" : strip_credentials(target.uri));
   for (const auto& stage : experiment.stages) {
     for (const auto& [key, value] : stage.params) logger_->log_param(mlflow_key(stage.name + "." + key), param_text(value.value));

@@ -29,10 +29,17 @@ TrackingTarget resolve_tracking(const Experiment& experiment, const Project& pro
 // reports (also for cached stages, so runs compare without gaps), a link to the run that built a
 // reused entry, dataset inputs with digests, and the final status (FAILED with the error, KILLED
 // on Ctrl-C).
+// How a run is named and tagged beyond the defaults: a sweep's trials get "<sweep>-t03" and
+// mlflow.parentRunId, so MLflow nests them under the sweep's parent run.
+struct RunTrackerOptions {
+  std::string run_name;  // "" = "<experiment>-<petal run id>"
+  std::vector<mlflow::Tag> tags;
+};
+
 class RunTracker : public ExecutionObserver, public RunTracking {
  public:
   RunTracker(const Experiment& experiment, const Plan& plan, const Project& project, const TrackingTarget& target,
-             const std::string& petal_run_id, const StageCache& cache);
+             const std::string& petal_run_id, const StageCache& cache, const RunTrackerOptions& options = {});
   ~RunTracker() override;
 
   void on_stage_end(const StagePlan& plan, const StageOutcome& outcome) override;

@@ -1,8 +1,4 @@
-#include <unistd.h>
-
 #include <cstdio>
-#include <ctime>
-#include <random>
 #include <thread>
 
 #include "pipeline/cache/pins.h"
@@ -30,27 +26,13 @@ CLI::App* setup_run(CLI::App& app, RunOptions& options) {
   return command;
 }
 
-namespace {
-std::string make_run_id() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &utc);
-  std::random_device device;
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%06x", device() & 0xffffffu);
-  return std::string(stamp) + "-" + suffix;
-}
-}  // namespace
-
 int run_run(const GlobalOptions& global, const RunOptions& options) {
   Interrupt::install_handlers();
   auto session = Session::open(global, options.experiment);
   const Plan plan = session->plan(options.verify);
 
   const int jobs = options.jobs > 0 ? options.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::string run_id = make_run_id();
+  const std::string run_id = new_run_id();
   std::printf("petal: %s — %zu stages (%zu cached), run %s\n", session->experiment.name.c_str(), plan.stages.size(),
               plan.cached_count(), run_id.c_str());
   ProgressPrinter printer(stdout, plan.stages.size(), session->experiment.name, &session->log, &session->cache,

@@ -81,4 +81,16 @@ CLI::App* setup_predict(CLI::App& app, PredictOptions& options);
 // Exit code 0 when every image was classified, 1 when one could not be read or decoded.
 int run_predict(const GlobalOptions& global, const PredictOptions& options);
 
+struct SweepOptions {
+  std::string file;
+  int jobs = 0;  // 0: the sweep file's, else the cores
+  bool fail_fast = false;
+  bool no_tracking = false;
+  bool list = false;
+  bool no_charts = false;
+};
+CLI::App* setup_sweep(CLI::App& app, SweepOptions& options);
+// Exit code 0 when every trial finished, 1 when one failed, 130 when interrupted.
+int run_sweep(const GlobalOptions& global, const SweepOptions& options);
+
 }  // namespace petal::cli

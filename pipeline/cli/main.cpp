@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   setup_sync(app, sync)->callback([&] { chosen = [&] { return run_sync(global, sync); }; });
   PredictOptions predict;
   setup_predict(app, predict)->callback([&] { chosen = [&] { return run_predict(global, predict); }; });
+  SweepOptions sweep;
+  setup_sweep(app, sweep)->callback([&] { chosen = [&] { return run_sweep(global, sweep); }; });
   PinOptions pin;
   setup_pin(app, pin)->callback([&] { chosen = [&] { return run_pin(global, pin); }; });
 

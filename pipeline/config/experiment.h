@@ -47,8 +47,17 @@ struct Experiment {
   nlohmann::json to_json() const;
 };
 
+// A typed override with the place that asked for it (a sweep file's axis), so a value the
+// experiment rejects is reported there.
+struct ValueOverride {
+  std::vector<std::string> path;  // e.g. {"train", "lr"}
+  nlohmann::json value;
+  SourceLocation where;
+};
+
 struct LoadOptions {
   std::vector<std::string> overrides;  // "stage.key=value", as given to --set
+  std::vector<ValueOverride> values;   // applied after `overrides`
 };
 
 // Reads, merges and validates an experiment file. Throws PetalErrors listing every problem, each

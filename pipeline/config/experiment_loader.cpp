@@ -248,6 +248,16 @@ Experiment load_experiment(const fs::path& file, const StageRegistry& registry, 
       override_errors.push_back(e);
     }
   }
+  for (const auto& value : options.values) {
+    RawValue raw;
+    raw.leaf = value.value;
+    raw.where = value.where;
+    try {
+      set_raw_value(root, value.path, std::move(raw));
+    } catch (const PetalError& e) {
+      override_errors.push_back(e);
+    }
+  }
   if (!override_errors.empty()) throw PetalErrors(std::move(override_errors));
   return Validator(file, registry).run(root);
 }

@@ -190,19 +190,26 @@ void apply_override(RawValue& root, const std::string& assignment) {
     value.where = where;
   }
   value.typed_text = text;
+  set_raw_value(root, parts, std::move(value));
+}
+
+void set_raw_value(RawValue& root, const std::vector<std::string>& path, RawValue value) {
+  if (path.empty()) throw PetalError("empty key path", value.where);
+  std::string key_path;
+  for (const auto& part : path) key_path += (key_path.empty() ? "" : ".") + part;
   RawValue* node = &root;
-  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-    RawValue& child = node->table[parts[i]];
+  for (std::size_t i = 0; i + 1 < path.size(); ++i) {
+    RawValue& child = node->table[path[i]];
     if (!child.is_table) {
       if (!child.leaf.is_null()) {
-        throw PetalError("'" + parts[i] + "' is a value, not a table; cannot set " + key_path, where);
+        throw PetalError("'" + path[i] + "' is a value, not a table; cannot set " + key_path, value.where);
       }
       child.is_table = true;
-      child.where = where;
+      child.where = value.where;
     }
     node = &child;
   }
-  node->table[parts.back()] = value;
+  node->table[path.back()] = std::move(value);
 }
 
 }  // namespace petal

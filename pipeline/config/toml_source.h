@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pipeline/util/error.h"
 
@@ -37,5 +38,8 @@ void merge_raw(RawValue& base, const RawValue& overlay);
 // Applies one `--set a.b=value` override. The value is parsed as TOML when it is valid TOML
 // (numbers, booleans, quoted strings, arrays), else taken as a bare string (paths, names).
 void apply_override(RawValue& root, const std::string& assignment);
+// Sets root[path[0]][path[1]]... = value, creating tables on the way; throws (at value.where) when
+// a component on the way is a value.
+void set_raw_value(RawValue& root, const std::vector<std::string>& path, RawValue value);
 
 }  // namespace petal

@@ -16,6 +16,7 @@ struct ExecuteOptions {
   std::string experiment;   // for the run log
   std::filesystem::path base_dir;
   RunTracking* tracking = nullptr;  // the run's MLflow tracking, for stages that need it (register)
+  int stage_threads = 0;  // each stage's CPU budget; 0: worker_thread_budget() (a sweep divides it)
 };
 
 // Observes a run; all calls come from the executor's own thread, in a consistent order.

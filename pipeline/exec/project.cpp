@@ -1,6 +1,9 @@
 #include "pipeline/exec/project.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <random>
 
 namespace petal {
 
@@ -16,6 +19,22 @@ Project Project::locate(const std::optional<fs::path>& explicit_dir) {
     if (dir == dir.root_path()) break;
   }
   return Project{cwd / ".petal"};
+}
+
+}  // namespace petal
+
+namespace petal {
+
+std::string new_run_id() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &utc);
+  std::random_device device;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", device() & 0xffffffu);
+  return std::string(stamp) + "-" + suffix;
 }
 
 }  // namespace petal

@@ -1,6 +1,7 @@
 #pragma once
 #include <filesystem>
 #include <optional>
+#include <string>
 
 namespace petal {
 
@@ -14,8 +15,12 @@ struct Project {
   std::filesystem::path run_log() const { return state_dir / "runs.log"; }
   std::filesystem::path digest_store() const { return state_dir / "digests.tsv"; }
   std::filesystem::path pins_dir() const { return state_dir / "pins"; }
+  std::filesystem::path sweeps_dir() const { return state_dir / "sweeps"; }
 
   static Project locate(const std::optional<std::filesystem::path>& explicit_dir);
 };
+
+// A new petal run id: the UTC time and 24 random bits, e.g. "20261123-153012-a3f09c".
+std::string new_run_id();
 
 }  // namespace petal

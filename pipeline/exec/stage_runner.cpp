@@ -68,7 +68,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
   const nlohmann::json params = plan.node->config->params_json();
   StageContext context{plan.node->name(), params,          request.inputs,     build->out_dir(),
                        build->log_file(), request.base_dir, request.cancelled, outcome.report};
-  context.threads = worker_thread_budget();
+  context.threads = request.threads > 0 ? request.threads : worker_thread_budget();
   context.resume_dir = cache.resume_dir(plan.key);
   context.tracking = request.tracking;
   try {

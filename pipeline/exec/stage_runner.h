@@ -31,6 +31,7 @@ struct StageRunRequest {
   std::string run_id;
   std::function<bool()> cancelled;
   RunTracking* tracking = nullptr;  // handed to the stage (StageContext::tracking)
+  int threads = 0;                  // StageContext::threads; 0: worker_thread_budget()
 };
 
 // Builds one stage's entry: takes the key's lock, re-checks the cache (another process may have

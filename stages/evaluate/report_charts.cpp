@@ -441,6 +441,64 @@ cv::Mat draw_training_curves(const std::vector<CurvePanel>& panels, const std::s
   return image;
 }
 
+cv::Mat draw_bar_chart(const std::vector<Bar>& bars, const std::string& title, const std::string& value_label,
+                       int highlight) {
+  const int label_width = 300, plot_width = 420, value_width = 80, row = 24;
+  const int top = kMargin + title_band() + line_height(kLabelScale) + 10;
+  const int width = 2 * kMargin + label_width + plot_width + value_width;
+  const int rows = std::max<int>(1, static_cast<int>(bars.size()));
+  const int axis_height = line_height(kLabelScale) + 14 + line_height(kLabelScale) + 8;
+  cv::Mat image(top + rows * row + axis_height + kMargin, width, CV_8UC3, kPaper);
+  draw_title(image, title);
+  if (bars.empty()) {
+    put_text(image, "no trial reported a value", {kMargin, top}, kLabelScale, kMuted);
+    return image;
+  }
+  double lo = 0, hi = 0;
+  bool any = false;
+  for (const Bar& bar : bars) {
+    if (!std::isfinite(bar.value)) continue;
+    lo = any ? std::min(lo, bar.value) : std::min(0.0, bar.value);
+    hi = any ? std::max(hi, bar.value) : std::max(0.0, bar.value);
+    any = true;
+  }
+  if (hi == lo) hi = lo + 1;
+  const std::vector<double> ticks = nice_ticks(lo, hi, 6);
+  lo = ticks.front();
+  hi = ticks.back();
+  const int plot_left = kMargin + label_width;
+  auto px = [&](double v) { return plot_left + static_cast<int>(std::lround((v - lo) / (hi - lo) * plot_width)); };
+  const int plot_top = top, plot_bottom = top + rows * row;
+  const int decimals = decimals_for_step(ticks[1] - ticks[0]);
+  for (double tick : ticks) {
+    const int x = px(tick);
+    cv::line(image, {x, plot_top}, {x, plot_bottom}, kGrid);
+    const std::string label = format_number(tick, decimals);
+    const cv::Size size = text_box(label, kLabelScale);
+    put_text(image, label, {x - size.width / 2, plot_bottom + 6}, kLabelScale, kMuted);
+  }
+  put_centred(image, value_label, cv::Rect(plot_left, plot_bottom + 10 + line_height(kLabelScale), plot_width, line_height(kLabelScale)),
+              kLabelScale, kMuted);
+  const cv::Scalar normal(214, 170, 120), strong(180, 110, 30);
+  const int zero = px(std::max(lo, 0.0));
+  for (std::size_t i = 0; i < bars.size(); ++i) {
+    const int y = plot_top + static_cast<int>(i) * row;
+    const std::string label = shorten(bars[i].label, kLabelScale, label_width - 10);
+    const cv::Size size = text_box(label, kLabelScale);
+    put_text(image, label, {plot_left - 10 - size.width, y + (row - size.height) / 2}, kLabelScale, kInk);
+    if (!std::isfinite(bars[i].value)) {
+      put_text(image, "n/a", {plot_left + 4, y + (row - size.height) / 2}, kLabelScale, kMuted);
+      continue;
+    }
+    const int end = px(bars[i].value);
+    cv::rectangle(image, cv::Rect(std::min(zero, end), y + 4, std::max(1, std::abs(end - zero)), row - 8),
+                  static_cast<int>(i) == highlight ? strong : normal, cv::FILLED);
+    put_text(image, format_number(bars[i].value, 4), {std::max(zero, end) + 6, y + (row - size.height) / 2}, kLabelScale, kInk);
+  }
+  cv::line(image, {zero, plot_top}, {zero, plot_bottom}, kAxis);
+  return image;
+}
+
 cv::Mat overlay_heatmap(const cv::Mat& rgb, const cv::Mat& heat, double alpha) {
   if (rgb.empty() || rgb.type() != CV_8UC3) {
     throw std::invalid_argument("overlay_heatmap: the image must be non-empty uint8 RGB (CV_8UC3), got type " +

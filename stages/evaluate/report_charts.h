@@ -60,6 +60,18 @@ struct CurvePanel {
 // differ in length.
 cv::Mat draw_training_curves(const std::vector<CurvePanel>& panels, const std::string& title);
 
+struct Bar {
+  std::string label;  // left of the bar, shortened to fit
+  double value = 0;   // non-finite values draw no bar and print "n/a"
+};
+
+// Horizontal bars, one row per item in the order given (e.g. best first), under `title`; the value
+// is printed at the end of each bar. The axis starts at 0 (or at the smallest value when one is
+// negative) and ends at a round tick above the largest. Bar `highlight` (e.g. the best) is drawn
+// in a stronger colour; -1 for none. An empty list gives a small image saying so.
+cv::Mat draw_bar_chart(const std::vector<Bar>& bars, const std::string& title, const std::string& value_label,
+                       int highlight = 0);
+
 // Tick values for an axis covering [lo, hi]: at most about `max_ticks` multiples of a round step
 // (1, 2 or 5 times a power of ten; at least 1 with `integers`), the first <= lo and the last >= hi.
 // lo == hi gives ticks around that value.

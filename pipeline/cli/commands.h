@@ -93,4 +93,20 @@ CLI::App* setup_sweep(CLI::App& app, SweepOptions& options);
 // Exit code 0 when every trial finished, 1 when one failed, 130 when interrupted.
 int run_sweep(const GlobalOptions& global, const SweepOptions& options);
 
+struct CompareOptions {
+  std::string experiment;  // MLflow experiment name or experiment file
+  std::string filter;
+  std::string sort;
+  bool ascending = false;
+  int top = 0;
+  std::vector<std::string> metrics;
+  std::vector<std::string> params;
+  std::string sweep;
+  bool include_parents = false;
+  bool csv = false;
+  std::string tracking_uri;
+};
+CLI::App* setup_compare(CLI::App& app, CompareOptions& options);
+int run_compare(const GlobalOptions& global, const CompareOptions& options);
+
 }  // namespace petal::cli

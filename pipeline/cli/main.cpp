@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   setup_predict(app, predict)->callback([&] { chosen = [&] { return run_predict(global, predict); }; });
   SweepOptions sweep;
   setup_sweep(app, sweep)->callback([&] { chosen = [&] { return run_sweep(global, sweep); }; });
+  CompareOptions compare;
+  setup_compare(app, compare)->callback([&] { chosen = [&] { return run_compare(global, compare); }; });
   PinOptions pin;
   setup_pin(app, pin)->callback([&] { chosen = [&] { return run_pin(global, pin); }; });
 

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/mlflow_support.h"
@@ -226,6 +227,57 @@ TEST_CASE("evaluate + register: reports, MLflow model, promotion, and petal pred
       "                  'versions': len(c.search_model_versions(\"name='" + model_name + "'\"))}))\n");
   CHECK(aliases["versions"] == 2);
   CHECK(aliases["aliases"] == json{{"champion", "1"}, {"challenger", "2"}});
+}
+
+TEST_CASE("sweep on real stages: tiny images, 2 optimizers × 2 heads, shared data stages, nested runs") {
+  TempDir dir;
+  make_colour_images(dir / "data", 8, 11);
+  const std::string name = test::unique_name("sweepreal");
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, test::unique_name("unused"), 1, 0.0));
+  test::write_file(dir / "sweep.toml",
+                   "name = \"" + name + "-sweep\"\nexperiment = \"x.toml\"\n"
+                   "[set]\nregister.enabled = false\nevaluate.gradcam_images = 0\n"
+                   "[grid]\ntrain.optimizer = [\"sgd\", \"adam\"]\ntrain.head_dropout = [0.0, 0.3]\n"
+                   "[execution]\njobs = 2\n");
+  std::string output;
+  REQUIRE(petal(dir, "sweep sweep.toml", &output) == 0);
+  INFO(output);
+  CHECK(output.find("4 trials (0 finished before), 20 stage runs, 11 distinct (9 shared)") != std::string::npos);
+  CHECK(output.find("2 trials at once, 1 thread each") != std::string::npos);
+  // download, split and augment ran once over the whole sweep (the run log has every stage event).
+  const std::string log = test::read_file(dir / "state" / "runs.log");
+  for (const std::string stage : {"download", "split", "augment", "train", "evaluate"}) {
+    std::size_t ran = 0;
+    for (std::size_t at = 0; (at = log.find("\"stage\":\"" + stage + "\"", at)) != std::string::npos; ++at) {
+      const std::size_t end = log.find('\n', at);
+      ran += log.substr(at, end - at).find("\"status\":\"ran\"") != std::string::npos ? 1 : 0;
+    }
+    CHECK_MESSAGE(ran == (stage == "train" || stage == "evaluate" ? 4u : 1u), stage);
+  }
+  const json runs = test::python_json(
+      "import json, mlflow\n"
+      "c = mlflow.tracking.MlflowClient()\n"
+      "e = c.get_experiment_by_name('" + name + "')\n"
+      "print(json.dumps([{'id': r.info.run_id, 'tags': r.data.tags, 'params': r.data.params, 'metrics': r.data.metrics}\n"
+      "                  for r in c.search_runs([e.experiment_id])]))\n");
+  REQUIRE(runs.size() == 5);
+  std::string parent;
+  for (const auto& r : runs) {
+    if (r["tags"].value("petal.role", "") == "sweep") parent = r["id"];
+  }
+  REQUIRE(!parent.empty());
+  std::set<std::string> combinations;
+  for (const auto& r : runs) {
+    if (r["id"] == parent) {
+      CHECK(r["metrics"].contains("best.evaluate.val_accuracy"));
+      continue;
+    }
+    CHECK(r["tags"]["mlflow.parentRunId"] == parent);
+    CHECK(r["metrics"].contains("evaluate.val_accuracy"));
+    CHECK(r["metrics"].contains("train.val_loss"));
+    combinations.insert(r["params"]["train.optimizer"].get<std::string>() + "/" + r["params"]["train.head_dropout"].get<std::string>());
+  }
+  CHECK(combinations == std::set<std::string>{"sgd/0.0", "sgd/0.3", "adam/0.0", "adam/0.3"});
 }
 
 TEST_CASE("register: a run without tracking fails with what to do, and commits nothing") {

@@ -280,6 +280,49 @@ TEST_CASE("sweep on real stages: tiny images, 2 optimizers × 2 heads, shared da
   CHECK(combinations == std::set<std::string>{"sgd/0.0", "sgd/0.3", "adam/0.0", "adam/0.3"});
 }
 
+TEST_CASE("sweep pruning on real stages: a trial that does not learn is stopped early, the other finishes") {
+  TempDir dir;
+  make_colour_images(dir / "data", 30, 5);
+  const std::string name = test::unique_name("sweepprune");
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, test::unique_name("unused"), 12, 0.0));
+  // lr 1e-9 leaves the network as initialised: chance accuracy, pruned at the first rung it loses.
+  test::write_file(dir / "sweep.toml",
+                   "name = \"" + name + "-sweep\"\nexperiment = \"x.toml\"\n"
+                   "[set]\nregister.enabled = false\nevaluate.gradcam_images = 0\n"
+                   "[grid]\ntrain.lr = [0.01, 1e-9]\n"
+                   "[pruning]\ngrace_epochs = 1\nreduction_factor = 2\n"
+                   "[execution]\njobs = 1\n");
+  std::string output;
+  REQUIRE(petal(dir, "sweep sweep.toml", &output) == 0);
+  INFO(output);
+  CHECK(output.find("pruning train.val_accuracy (max) at epochs 1 2 4 8") != std::string::npos);
+  CHECK(output.find("[t01] pruned at epoch") != std::string::npos);
+  CHECK(output.find("[t00] finished") != std::string::npos);
+  CHECK(output.find("| pruned |") != std::string::npos);
+  const json runs = test::python_json(
+      "import json, mlflow\n"
+      "c = mlflow.tracking.MlflowClient()\n"
+      "e = c.get_experiment_by_name('" + name + "')\n"
+      "print(json.dumps([{'status': r.info.status, 'tags': r.data.tags,\n"
+      "                   'history': [m.step for m in c.get_metric_history(r.info.run_id, 'train.val_accuracy')]}\n"
+      "                  for r in c.search_runs([e.experiment_id])]))\n");
+  REQUIRE(runs.size() == 3);
+  for (const auto& r : runs) {
+    const std::string trial = r["tags"].value("petal.trial", "");
+    if (trial == "t01") {
+      CHECK(r["status"] == "KILLED");
+      CHECK(r["tags"]["petal.pruned"].get<std::string>().rfind("pruned at epoch", 0) == 0);
+      CHECK(!r["history"].empty());
+      CHECK(r["history"].size() < 12);
+    } else if (trial == "t00") {
+      CHECK(r["status"] == "FINISHED");
+      CHECK(r["history"].size() == 12);
+    } else {
+      CHECK(r["status"] == "FINISHED");  // the parent: pruning is not a failure
+    }
+  }
+}
+
 TEST_CASE("register: a run without tracking fails with what to do, and commits nothing") {
   TempDir dir;
   make_colour_images(dir / "data", 6, 3);

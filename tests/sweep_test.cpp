@@ -15,6 +15,7 @@
 
 #include "pipeline/config/experiment.h"
 #include "pipeline/dag/stage_registry.h"
+#include "pipeline/sweep/pruning.h"
 #include "pipeline/sweep/sweep_definition.h"
 #include "pipeline/sweep/sweep_state.h"
 #include "pipeline/sweep/sweep_summary.h"
@@ -358,6 +359,52 @@ TEST_CASE("petal sweep: killed mid-sweep, the same command continues and finishe
   CHECK(after.trials[1].attempts == 2);
   CHECK(after.trials[0].attempts == 1);
   CHECK(cli.out.find("best: t01") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace petal
+
+namespace petal {
+namespace {
+
+TEST_CASE("pruning: successive halving stops trials below the rung's quantile, never before the grace period") {
+  CHECK(quantile({1, 2, 3, 4}, 0.5) == doctest::Approx(2.5));
+  CHECK(quantile({0.2, 0.9}, 2.0 / 3.0) == doctest::Approx(0.2 + 0.7 * 2.0 / 3.0));
+  PruningConfig config;
+  config.enabled = true;
+  config.grace_epochs = 2;
+  config.reduction_factor = 3;
+  SuccessiveHalving halving(config);
+  CHECK(halving.rungs_up_to(20) == std::vector<int>{2, 6, 18});
+  CHECK(halving.observe("a", {{1, 0.1}}).empty());                   // before the first rung
+  CHECK(halving.observe("a", {{1, 0.1}, {2, 0.8}}).empty());         // the first at rung 2: its own cutoff
+  CHECK(halving.observe("b", {{1, 0.1}, {2, 0.9}}).empty());         // better than a
+  const std::string reason = halving.observe("c", {{1, 0.1}, {2, 0.5}});  // worst of three
+  CHECK(reason == "pruned at epoch 2: val_accuracy 0.5000 < the rung's cutoff 0.8333 (3 trials there)");
+  CHECK(halving.observe("a", {{1, 0.1}, {2, 0.8}, {3, 0.1}}).empty());  // a rung is judged once
+  // Lower is better for a loss.
+  config.maximize = false;
+  config.metric = "val_loss";
+  SuccessiveHalving losses(config);
+  CHECK(losses.observe("a", {{2, 0.3}}).empty());
+  CHECK(!losses.observe("b", {{2, 0.9}}).empty());
+  config.enabled = false;
+  CHECK(SuccessiveHalving(config).observe("x", {{2, 0.0}}).empty());
+}
+
+TEST_CASE("sweep file: a [pruning] table enables pruning with the objective's direction") {
+  TempDir dir;
+  const SweepDefinition sweep = sweep_from(dir,
+                                           "name = \"s\"\nexperiment = \"base.toml\"\n[grid]\ntrain.lr = [0.1, 0.01]\n"
+                                           "[objective]\nmetric = \"val_loss\"\nmode = \"min\"\n"
+                                           "[pruning]\nmetric = \"val_loss\"\ngrace_epochs = 2\n");
+  CHECK(sweep.pruning.enabled);
+  CHECK(!sweep.pruning.maximize);
+  CHECK(sweep.pruning.stage == "train");
+  CHECK(sweep.pruning.grace_epochs == 2);
+  CHECK(sweep.pruning.reduction_factor == 3);
+  CHECK(error_of(dir, "name = \"s\"\nexperiment = \"base.toml\"\n[grid]\ntrain.lr = [0.1]\n[pruning]\nreduction_factor = 1\n") ==
+        "sweep.toml:6:1: pruning.reduction_factor must be an integer from 2 to 1000");
 }
 
 }  // namespace

@@ -71,7 +71,8 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
   std::atomic<bool> stop_running{false};
   bool stop_launching = false;
   int running = 0;
-  const auto cancelled = [&stop_running] { return stop_running.load() || Interrupt::requested(); };
+  const auto stop_requested = [&options] { return Interrupt::requested() || (options.stop && options.stop()); };
+  const auto cancelled = [&stop_running, &stop_requested] { return stop_running.load() || stop_requested(); };
 
   const auto succeeded = [&](std::size_t i) {
     return state[i] == NodeState::Done &&
@@ -79,7 +80,7 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
   };
 
   for (;;) {
-    if (Interrupt::requested()) {
+    if (stop_requested()) {
       stop_launching = true;
       stop_running = true;
     }
@@ -133,7 +134,7 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
   }
   for (auto& t : threads) t.join();
 
-  bool failed = false, interrupted = Interrupt::requested();
+  bool failed = false, interrupted = stop_requested();
   for (std::size_t i = 0; i < n; ++i) {
     if (state[i] == NodeState::Waiting) {
       result.outcomes[i].status = StageStatus::Skipped;

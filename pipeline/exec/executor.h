@@ -1,5 +1,6 @@
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct ExecuteOptions {
   std::filesystem::path base_dir;
   RunTracking* tracking = nullptr;  // the run's MLflow tracking, for stages that need it (register)
   int stage_threads = 0;  // each stage's CPU budget; 0: worker_thread_budget() (a sweep divides it)
+  // Stops this run like Ctrl-C stops every run (running stages are cancelled, nothing partial is
+  // committed) when it turns true: a sweep prunes one trial this way.
+  std::function<bool()> stop;
 };
 
 // Observes a run; all calls come from the executor's own thread, in a consistent order.

@@ -14,7 +14,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kTopLevelKeys = {"name",   "description", "experiment", "set",      "grid",
-                                                "random", "repeat",      "objective",  "execution"};
+                                                "random", "repeat",      "objective",  "execution", "pruning"};
 const std::vector<std::string> kDistributionKinds = {"choice", "uniform", "log_uniform", "int_uniform"};
 
 std::string join(const std::vector<std::string>& items) {
@@ -66,6 +66,8 @@ class Reader {
         objective(value, sweep);
       } else if (key == "execution") {
         execution(value, sweep);
+      } else if (key == "pruning") {
+        pruning(value, sweep);
       } else {
         fail(value.where, "unknown key '" + key + "'" + did_you_mean(key, kTopLevelKeys) + "; a sweep file has " +
                               join(kTopLevelKeys));
@@ -82,6 +84,7 @@ class Reader {
     if (!root.table.count("grid") && !root.table.count("random") && !root.table.count("repeat")) {
       fail({file_.string(), 1, 1}, "the sweep has no axes: add a [grid], [random] or [repeat] table");
     }
+    sweep.pruning.maximize = sweep.objective_maximize;
     check_duplicates(sweep);
     if (!errors_.empty()) {
       if (errors_.size() == 1) throw errors_.front();
@@ -280,6 +283,35 @@ class Reader {
       } else {
         fail(leaf.where, "unknown key 'execution." + key + "'" + did_you_mean(key, {"jobs", "fail_fast"}) +
                              "; execution has jobs and fail_fast");
+      }
+    }
+  }
+
+  void pruning(const RawValue& value, SweepDefinition& sweep) {
+    if (!value.is_table) {
+      fail(value.where, "pruning must be a table");
+      return;
+    }
+    PruningConfig& p = sweep.pruning;
+    p.enabled = true;
+    const std::vector<std::string> keys = {"enabled", "stage", "metric", "grace_epochs", "reduction_factor"};
+    for (const auto& [key, leaf] : value.table) {
+      if (key == "enabled") {
+        if (!leaf.leaf.is_boolean()) fail(leaf.where, "pruning.enabled must be true or false");
+        else p.enabled = leaf.leaf.get<bool>();
+      } else if (key == "stage" || key == "metric") {
+        const std::string text = string_value("pruning." + key, leaf);
+        if (text.empty()) fail(leaf.where, "pruning." + key + " must not be empty");
+        (key == "stage" ? p.stage : p.metric) = text;
+      } else if (key == "grace_epochs" || key == "reduction_factor") {
+        const std::int64_t low = key == "grace_epochs" ? 1 : 2;
+        if (!leaf.leaf.is_number_integer() || leaf.leaf.get<std::int64_t>() < low || leaf.leaf.get<std::int64_t>() > 1000) {
+          fail(leaf.where, "pruning." + key + " must be an integer from " + std::to_string(low) + " to 1000");
+        } else {
+          (key == "grace_epochs" ? p.grace_epochs : p.reduction_factor) = leaf.leaf.get<int>();
+        }
+      } else {
+        fail(leaf.where, "unknown key 'pruning." + key + "'" + did_you_mean(key, keys) + "; pruning has " + join(keys));
       }
     }
   }

@@ -18,6 +18,11 @@
 //   [objective]                             # how trials are ranked
 //   metric = "val_accuracy"                 # "stage.metric", or a bare name: the last stage reporting it
 //   mode = "max"
+//   [pruning]                               # stop poor trials early (successive halving, pruning.h)
+//   stage = "train"                         # whose per-epoch metric is watched
+//   metric = "val_accuracy"                 # mode: the objective's
+//   grace_epochs = 1                        # rungs at 1, 3, 9, ... epochs
+//   reduction_factor = 3
 //   [execution]
 //   jobs = 2                                # trials at once (the command line's --jobs wins)
 //   fail_fast = false                       # true: a failed trial stops new trials from starting
@@ -27,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/sweep/pruning.h"
 #include "pipeline/util/error.h"
 
 namespace petal {
@@ -75,6 +81,7 @@ struct SweepDefinition {
   SourceLocation seeds_where;
   std::string objective_metric = "val_accuracy";
   bool objective_maximize = true;
+  PruningConfig pruning;  // enabled by a [pruning] table
   int jobs = 0;  // 0: decided by the command line or the cores
   bool fail_fast = false;
 };

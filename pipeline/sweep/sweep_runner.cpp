@@ -166,6 +166,41 @@ void collect_results(const TrialWork& work, const RunResult& result, const Sweep
   record.objective = record.objective_key.empty() ? json(nullptr) : record.metrics.at(record.objective_key);
 }
 
+// The per-epoch (epoch, metric) history in the newest epoch checkpoint under `resume_dir`
+// (stages/train/checkpoint.h: epoch-N/state.json, written before the folder is renamed into
+// place, so a listed folder is complete; it may vanish while we read, then we try next time).
+std::vector<std::pair<int, double>> checkpoint_history(const fs::path& resume_dir, const std::string& metric) {
+  std::vector<std::pair<int, double>> history;
+  std::error_code ec;
+  int newest = -1;
+  for (const auto& entry : fs::directory_iterator(resume_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("epoch-", 0) != 0 || name.find('.') != std::string::npos) continue;
+    newest = std::max(newest, std::atoi(name.c_str() + 6));
+  }
+  if (newest < 0) return history;
+  try {
+    const json state = json::parse(read_text_file(resume_dir / ("epoch-" + std::to_string(newest)) / "state.json"));
+    for (const auto& row : state.value("history", json::array())) {
+      if (row.contains("epoch") && row.contains(metric) && row.at(metric).is_number()) {
+        history.emplace_back(row.at("epoch").get<int>(), row.at(metric).get<double>());
+      }
+    }
+  } catch (const std::exception&) {
+    history.clear();
+  }
+  return history;
+}
+
+std::vector<std::pair<int, double>> curve_history(const json& curves, const std::string& stage, const std::string& metric) {
+  std::vector<std::pair<int, double>> history;
+  for (const auto& c : curves) {
+    if (c.value("stage", "") != stage || c.value("name", "") != metric) continue;
+    for (const auto& point : c.value("points", json::array())) history.emplace_back(point[0].get<int>(), point[1].get<double>());
+  }
+  return history;
+}
+
 std::string first_error(const TrialWork& work, const RunResult& result) {
   for (const StageNode* node : work.graph.order()) {
     const StageOutcome& o = result.outcomes[static_cast<std::size_t>(node->index)];
@@ -255,7 +290,8 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
 
   const int cores = std::max(1, worker_thread_budget());
   std::size_t to_run = 0;
-  for (const auto& r : state.trials) to_run += r.status == TrialStatus::Finished ? 0 : 1;
+  const auto is_final = [](TrialStatus status) { return status == TrialStatus::Finished || status == TrialStatus::Pruned; };
+  for (const auto& r : state.trials) to_run += is_final(r.status) ? 0 : 1;
   int jobs = options.jobs > 0 ? options.jobs : sweep.jobs > 0 ? sweep.jobs : cores;
   if (jobs > cores) {
     std::fprintf(out, "petal: %d trials at once would oversubscribe the %d cores (trials × threads ≤ cores); running %d\n",
@@ -312,6 +348,20 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
   }
   state.save(result.state_file);
 
+  // Pruning: the rungs remember every trial seen so far, also those of earlier invocations.
+  SuccessiveHalving halving(sweep.pruning);
+  if (sweep.pruning.enabled) {
+    for (const auto& r : state.trials) halving.observe(r.id, curve_history(r.curves, sweep.pruning.stage, sweep.pruning.metric));
+    std::fprintf(out, "petal sweep: pruning %s.%s (%s) at epochs", sweep.pruning.stage.c_str(), sweep.pruning.metric.c_str(),
+                 sweep.pruning.maximize ? "max" : "min");
+    for (int rung : halving.rungs_up_to(1000)) std::fprintf(out, " %d", rung);
+    std::fprintf(out, " (η = %d)\n", sweep.pruning.reduction_factor);
+  }
+  std::unique_ptr<std::atomic<bool>[]> running(new std::atomic<bool>[trials.size()]);
+  std::unique_ptr<std::atomic<bool>[]> prune(new std::atomic<bool>[trials.size()]);
+  std::vector<std::string> prune_reason(trials.size());
+  for (std::size_t i = 0; i < trials.size(); ++i) running[i] = false, prune[i] = false;
+
   std::mutex state_mutex, print_mutex;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop_new{false};
@@ -355,7 +405,28 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
     execute_options.base_dir = fs::absolute(sweep.experiment).parent_path();
     execute_options.tracking = tracker.get();
     execute_options.stage_threads = result.threads_per_trial;
+    execute_options.stop = [&prune, i] { return prune[i].load(); };
+    running[i] = true;
     const RunResult run = execute(work.plan, cache, log, observers, execute_options);
+    running[i] = false;
+    const bool pruned = prune[i].load();
+    std::vector<std::pair<int, double>> pruned_history;
+    if (pruned) {
+      for (const auto& sp : work.plan.stages) {
+        if (sp.node->name() == sweep.pruning.stage) pruned_history = checkpoint_history(cache.resume_dir(sp.key), sweep.pruning.metric);
+      }
+      if (tracker) {
+        std::string reason;
+        {
+          std::lock_guard<std::mutex> guard(state_mutex);
+          reason = prune_reason[i];
+        }
+        tracker->logger().set_tag("petal.pruned", reason);
+        for (const auto& [epoch, value] : pruned_history) {
+          tracker->logger().log_metric(sweep.pruning.stage + "." + sweep.pruning.metric, value, epoch);
+        }
+      }
+    }
     std::string tracking_lines;
     if (tracker) {
       char* buffer = nullptr;
@@ -377,7 +448,16 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
     collect_results(work, run, sweep, *record);
     record->error = first_error(work, run);
     record->status = run.exit_code == kExitOk ? TrialStatus::Finished
+                     : pruned && !Interrupt::requested() ? TrialStatus::Pruned
                      : run.exit_code == kExitInterrupted ? TrialStatus::Interrupted : TrialStatus::Failed;
+    if (record->status == TrialStatus::Pruned) {
+      record->error = prune_reason[i];
+      json points = json::array();
+      for (const auto& [epoch, value] : pruned_history) points.push_back({epoch, value});
+      record->curves.push_back({{"stage", sweep.pruning.stage}, {"name", sweep.pruning.metric}, {"points", points}});
+    } else {
+      halving.observe(record->id, curve_history(record->curves, sweep.pruning.stage, sweep.pruning.metric));
+    }
     state.save(result.state_file);
     if (record->status == TrialStatus::Failed && fail_fast) stop_new = true;
     std::string line = std::string(to_string(record->status)) + " in " + format_seconds(run.seconds);
@@ -421,19 +501,48 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
         if (stop_new || Interrupt::requested()) return;
         const std::size_t i = next++;
         if (i >= trials.size()) return;
-        if (state.trials[i].status == TrialStatus::Finished) continue;
+        if (is_final(state.trials[i].status)) continue;
         run_trial(i);
       }
     });
   }
+  // The pruning monitor: each running trial's newest epoch checkpoint, four times a second.
+  std::atomic<bool> pool_done{false};
+  std::thread monitor;
+  if (sweep.pruning.enabled) {
+    monitor = std::thread([&] {
+      while (!pool_done) {
+        for (std::size_t i = 0; i < trials.size(); ++i) {
+          if (!running[i] || prune[i]) continue;
+          for (const auto& sp : trials[i]->plan.stages) {
+            if (sp.node->name() != sweep.pruning.stage) continue;
+            const std::string reason =
+                halving.observe(trials[i]->trial.id, checkpoint_history(cache.resume_dir(sp.key), sweep.pruning.metric));
+            if (reason.empty()) continue;
+            {
+              std::lock_guard<std::mutex> guard(state_mutex);
+              prune_reason[i] = reason;
+            }
+            prune[i] = true;
+            std::lock_guard<std::mutex> print(print_mutex);
+            std::fprintf(out, "[%s] %s: stopping it\n", trials[i]->trial.id.c_str(), reason.c_str());
+            std::fflush(out);
+          }
+        }
+        for (int tick = 0; tick < 5 && !pool_done; ++tick) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
   for (auto& t : pool) t.join();
+  pool_done = true;
+  if (monitor.joinable()) monitor.join();
   result.executed = executed;
 
   bool interrupted = Interrupt::requested(), failed = false, all_finished = true;
   for (const auto& r : state.trials) {
     failed = failed || r.status == TrialStatus::Failed;
     interrupted = interrupted || r.status == TrialStatus::Interrupted;
-    all_finished = all_finished && r.status == TrialStatus::Finished;
+    all_finished = all_finished && is_final(r.status);
   }
   result.exit_code = interrupted ? kExitInterrupted : (failed || !all_finished) ? kExitStageFailed : kExitOk;
 
@@ -453,13 +562,15 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
     for (const char* file : {"comparison.csv", "comparison.md", "summary.json", "objective.png", "validation_curves.png"}) {
       if (fs::exists(result.summary_dir / file)) logger.log_artifact(result.summary_dir / file, "summary");
     }
-    std::size_t finished = 0, failed_count = 0;
+    std::size_t finished = 0, failed_count = 0, pruned_count = 0;
     for (const auto& r : state.trials) {
       finished += r.status == TrialStatus::Finished ? 1 : 0;
       failed_count += r.status == TrialStatus::Failed ? 1 : 0;
+      pruned_count += r.status == TrialStatus::Pruned ? 1 : 0;
     }
     logger.log_metric("trials_finished", static_cast<double>(finished));
     logger.log_metric("trials_failed", static_cast<double>(failed_count));
+    if (sweep.pruning.enabled) logger.log_metric("trials_pruned", static_cast<double>(pruned_count));
     logger.log_metric("stage_runs_shared", static_cast<double>(result.stage_instances - result.distinct_stages));
     if (result.summary.best >= 0) {
       const TrialRecord& best = state.trials[static_cast<std::size_t>(result.summary.best)];

@@ -14,12 +14,13 @@ const char* to_string(TrialStatus status) {
     case TrialStatus::Finished: return "finished";
     case TrialStatus::Failed: return "failed";
     case TrialStatus::Interrupted: return "interrupted";
+    case TrialStatus::Pruned: return "pruned";
   }
   return "pending";
 }
 
 TrialStatus trial_status_from(const std::string& text) {
-  for (auto s : {TrialStatus::Running, TrialStatus::Finished, TrialStatus::Failed, TrialStatus::Interrupted}) {
+  for (auto s : {TrialStatus::Running, TrialStatus::Finished, TrialStatus::Failed, TrialStatus::Interrupted, TrialStatus::Pruned}) {
     if (text == to_string(s)) return s;
   }
   return TrialStatus::Pending;

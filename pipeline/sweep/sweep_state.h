@@ -12,7 +12,8 @@
 
 namespace petal {
 
-enum class TrialStatus { Pending, Running, Finished, Failed, Interrupted };
+// Finished and Pruned are final: a resumed sweep runs the others again.
+enum class TrialStatus { Pending, Running, Finished, Failed, Interrupted, Pruned };
 const char* to_string(TrialStatus status);
 TrialStatus trial_status_from(const std::string& text);  // unknown text: Pending
 

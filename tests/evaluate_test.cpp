@@ -229,16 +229,19 @@ TEST_CASE("evaluate + register: reports, MLflow model, promotion, and petal pred
   CHECK(aliases["aliases"] == json{{"champion", "1"}, {"challenger", "2"}});
 }
 
+// x.toml (the tiny-image experiment of dir/data, not registered) and a sweep.toml over it with `axes`.
+void write_tiny_sweep(const TempDir& dir, const std::string& name, int epochs, const std::string& axes) {
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, test::unique_name("unused"), epochs, 0.0));
+  test::write_file(dir / "sweep.toml", "name = \"" + name + "-sweep\"\nexperiment = \"x.toml\"\n"
+                                       "[set]\nregister.enabled = false\nevaluate.gradcam_images = 0\n" + axes);
+}
+
 TEST_CASE("sweep on real stages: tiny images, 2 optimizers × 2 heads, shared data stages, nested runs") {
   TempDir dir;
   make_colour_images(dir / "data", 8, 11);
   const std::string name = test::unique_name("sweepreal");
-  test::write_file(dir / "x.toml", experiment(dir / "data", name, test::unique_name("unused"), 1, 0.0));
-  test::write_file(dir / "sweep.toml",
-                   "name = \"" + name + "-sweep\"\nexperiment = \"x.toml\"\n"
-                   "[set]\nregister.enabled = false\nevaluate.gradcam_images = 0\n"
-                   "[grid]\ntrain.optimizer = [\"sgd\", \"adam\"]\ntrain.head_dropout = [0.0, 0.3]\n"
-                   "[execution]\njobs = 2\n");
+  write_tiny_sweep(dir, name, 1,
+                   "[grid]\ntrain.optimizer = [\"sgd\", \"adam\"]\ntrain.head_dropout = [0.0, 0.3]\n[execution]\njobs = 2\n");
   std::string output;
   REQUIRE(petal(dir, "sweep sweep.toml", &output) == 0);
   INFO(output);
@@ -284,14 +287,9 @@ TEST_CASE("sweep pruning on real stages: a trial that does not learn is stopped 
   TempDir dir;
   make_colour_images(dir / "data", 30, 5);
   const std::string name = test::unique_name("sweepprune");
-  test::write_file(dir / "x.toml", experiment(dir / "data", name, test::unique_name("unused"), 12, 0.0));
   // lr 1e-9 leaves the network as initialised: chance accuracy, pruned at the first rung it loses.
-  test::write_file(dir / "sweep.toml",
-                   "name = \"" + name + "-sweep\"\nexperiment = \"x.toml\"\n"
-                   "[set]\nregister.enabled = false\nevaluate.gradcam_images = 0\n"
-                   "[grid]\ntrain.lr = [0.01, 1e-9]\n"
-                   "[pruning]\ngrace_epochs = 1\nreduction_factor = 2\n"
-                   "[execution]\njobs = 1\n");
+  write_tiny_sweep(dir, name, 12,
+                   "[grid]\ntrain.lr = [0.01, 1e-9]\n[pruning]\ngrace_epochs = 1\nreduction_factor = 2\n[execution]\njobs = 1\n");
   std::string output;
   REQUIRE(petal(dir, "sweep sweep.toml", &output) == 0);
   INFO(output);

@@ -310,34 +310,15 @@ TEST_CASE("petal sweep: killed mid-sweep, the same command continues and finishe
   write_shell_sweep(cli.dir, "0.5,0.9,0.7", 1.5, "[execution]\njobs = 1\n");
   const std::string command = "cd " + cli.dir.path().string() + " && COUNTER_FILE=" + (cli.dir / "counter").string() +
                               " exec " + test::petal_binary() + " --state-dir state sweep sweep.toml --no-tracking > first.log 2>&1";
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    setpgid(0, 0);
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const int pid = test::spawn_in_process_group(command);
+  REQUIRE(pid > 0);
   // Wait until t00 finished and t01 is running, then kill the whole process group (petal and its stage).
-  fs::path state_file;
-  bool ready = false;
-  for (int i = 0; i < 300 && !ready; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!fs::exists(cli.dir / "state" / "sweeps")) continue;
-    for (const auto& entry : fs::directory_iterator(cli.dir / "state" / "sweeps")) {
-      if (entry.path().extension() == ".json") state_file = entry.path();
-    }
-    if (state_file.empty()) continue;
-    try {
-      const SweepState state = *SweepState::load(state_file);
-      ready = state.trials[0].status == TrialStatus::Finished && state.trials[1].status == TrialStatus::Running;
-    } catch (const PetalError&) {
-    }
-  }
-  REQUIRE(ready);
+  const fs::path state_file = test::wait_for_sweep_state(cli.dir / "state", [](const SweepState& state) {
+    return state.trials[0].status == TrialStatus::Finished && state.trials[1].status == TrialStatus::Running;
+  });
+  REQUIRE(!state_file.empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  kill(-pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  test::kill_process_group(pid);
   const SweepState before = *SweepState::load(state_file);
   CHECK(before.trials[1].status == TrialStatus::Running);  // killed: no chance to write anything else
   CHECK(cli.count("fit") == 2);

@@ -115,33 +115,15 @@ TEST_CASE("sweep tracking: killed and resumed, the sweep keeps its parent and ea
   write_sweep(dir, experiment, 1.5);
   const std::string command = "cd " + dir.path().string() + " && PETAL_TRACKING=on exec " + test::petal_binary() +
                               " --state-dir state sweep sweep.toml > first.log 2>&1";
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    setpgid(0, 0);
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  fs::path state_file;
-  bool ready = false;
-  for (int i = 0; i < 600 && !ready; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!fs::exists(dir / "state" / "sweeps")) continue;
-    for (const auto& entry : fs::directory_iterator(dir / "state" / "sweeps")) {
-      if (entry.path().extension() == ".json") state_file = entry.path();
-    }
-    if (state_file.empty()) continue;
-    try {
-      const SweepState state = *SweepState::load(state_file);
-      ready = state.trials[0].status == TrialStatus::Finished && state.trials[1].status == TrialStatus::Running;
-    } catch (const PetalError&) {
-    }
-  }
-  REQUIRE(ready);
+  const int pid = test::spawn_in_process_group(command);
+  REQUIRE(pid > 0);
+  // Wait until t00 finished and t01 is running, then kill the whole process group (petal and its stage).
+  const fs::path state_file = test::wait_for_sweep_state(dir / "state", [](const SweepState& state) {
+    return state.trials[0].status == TrialStatus::Finished && state.trials[1].status == TrialStatus::Running;
+  });
+  REQUIRE(!state_file.empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  kill(-pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  test::kill_process_group(pid);
 
   std::string out;
   REQUIRE(test::run_command(petal_command(dir, "sweep sweep.toml 2>&1"), &out) == 0);

@@ -268,4 +268,38 @@ const StageRegistry& test_registry() {
   return registry;
 }
 
+int spawn_in_process_group(const std::string& command) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+void kill_process_group(int pid) {
+  kill(-pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+}
+
+fs::path wait_for_sweep_state(const fs::path& state_dir, const std::function<bool(const SweepState&)>& ready,
+                              double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(state_dir / "sweeps", ec)) {
+      if (entry.path().extension() != ".json") continue;
+      try {
+        if (const auto state = SweepState::load(entry.path()); state && ready(*state)) return entry.path();
+      } catch (const PetalError&) {
+        // caught between writes: look again
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace petal::test

@@ -1,10 +1,12 @@
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "pipeline/exec/executor.h"
+#include "pipeline/sweep/sweep_state.h"
 
 namespace petal::test {
 
@@ -56,6 +58,15 @@ struct ExperimentRun {
   std::map<std::string, StageOutcome> by_stage;
 };
 ExperimentRun run_experiment(const TempDir& dir, const std::string& text, std::vector<std::string> overrides = {});
+
+// Runs `command` with /bin/sh in a new process group (so a kill reaches petal and its stages).
+int spawn_in_process_group(const std::string& command);
+// SIGKILLs that process group and reaps the shell.
+void kill_process_group(int pid);
+// Waits (up to `seconds`) until the sweep state under <state_dir>/sweeps satisfies `ready`;
+// returns the state file, or an empty path on time-out.
+fs::path wait_for_sweep_state(const fs::path& state_dir, const std::function<bool(const SweepState&)>& ready,
+                              double seconds = 30);
 
 // The built `petal` executable and the source tree, as configured by CMake.
 std::string petal_binary();

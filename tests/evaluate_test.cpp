@@ -7,9 +7,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/mlflow_support.h"
@@ -319,6 +321,35 @@ TEST_CASE("sweep pruning on real stages: a trial that does not learn is stopped 
       CHECK(r["status"] == "FINISHED");  // the parent: pruning is not a failure
     }
   }
+}
+
+TEST_CASE("sweep resume on real stages: a trial killed mid-training continues from its last epoch checkpoint") {
+  TempDir dir;
+  make_colour_images(dir / "data", 30, 9);
+  const std::string name = test::unique_name("sweepkill");
+  write_tiny_sweep(dir, name, 40, "[grid]\ntrain.optimizer = [\"adam\"]\n");
+  const std::string command = "cd " + dir.path().string() + " && PETAL_TRACKING=on MLFLOW_TRACKING_URI=" + test::mlflow_url() +
+                              " exec " + test::petal_binary() + " --state-dir state sweep sweep.toml > first.log 2>&1";
+  const int pid = test::spawn_in_process_group(command);
+  REQUIRE(pid > 0);
+  // Kill once an epoch checkpoint of the trial's train stage is committed.
+  bool checkpointed = false;
+  for (int i = 0; i < 1200 && !checkpointed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::error_code ec;
+    for (const auto& entry : fs::recursive_directory_iterator(dir / "state" / "cache" / "resume", ec)) {
+      const std::string folder = entry.path().filename().string();
+      checkpointed = checkpointed || (folder.rfind("epoch-", 0) == 0 && folder.find('.') == std::string::npos && folder != "epoch-1");
+    }
+  }
+  REQUIRE(checkpointed);
+  test::kill_process_group(pid);
+  std::string output;
+  REQUIRE(petal(dir, "sweep sweep.toml", &output) == 0);
+  INFO(output);
+  CHECK(output.find("[t00] resuming") != std::string::npos);
+  const std::string log = test::read_file(stage_output(dir, "train").parent_path() / "stage.log");
+  CHECK(log.find("resumed from the checkpoint of epoch") != std::string::npos);
 }
 
 TEST_CASE("register: a run without tracking fails with what to do, and commits nothing") {

@@ -362,6 +362,8 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
   std::vector<std::string> prune_reason(trials.size());
   for (std::size_t i = 0; i < trials.size(); ++i) running[i] = false, prune[i] = false;
 
+  std::map<std::string, std::string> trial_of_run;
+  for (const auto& r : state.trials) trial_of_run[r.petal_run_id] = r.id;
   std::mutex state_mutex, print_mutex;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop_new{false};
@@ -369,7 +371,7 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
   const auto run_trial_unguarded = [&](std::size_t i) {
     TrialWork& work = *trials[i];
     TrialRecord* record = &state.trials[i];
-    TrialProgress progress(out, print_mutex, work.trial.id);
+    TrialProgress progress(out, print_mutex, work.trial.id, trial_of_run);
     std::size_t cached = 0;
     for (const auto& sp : work.plan.stages) cached += sp.cached() ? 1 : 0;
     const bool again = record->attempts > 0;

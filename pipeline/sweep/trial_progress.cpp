@@ -19,7 +19,10 @@ void TrialProgress::on_stage_end(const StagePlan& plan, const StageOutcome& outc
   const std::string key = " (" + plan.key.substr(0, 8) + ")";
   switch (outcome.status) {
     case StageStatus::Cached:
-      if (outcome.built_concurrently) say(name + " shared: built meanwhile by run " + outcome.built_by_run + key);
+      if (outcome.built_concurrently) {
+        const auto trial = trial_of_run_.find(outcome.built_by_run);
+        say(name + " shared: built meanwhile by " + (trial != trial_of_run_.end() ? trial->second : "run " + outcome.built_by_run) + key);
+      }
       return;
     case StageStatus::Ran:
       say(name + " ran in " + format_seconds(outcome.seconds) + key);

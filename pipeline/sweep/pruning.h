@@ -5,7 +5,9 @@
 // there and compared with every value recorded at that rung so far (its own included): below the
 // (1 − 1/η) quantile (above the 1/η quantile when lower is better) it is stopped. Trials are never
 // made to wait for others, so a sweep keeps every slot busy.
+#include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -39,6 +41,14 @@ class SuccessiveHalving {
   std::mutex mutex_;
   std::map<int, std::map<std::string, double>> recorded_;  // rung epoch -> trial -> value
 };
+
+// What the rungs are fed. The (epoch, metric) history in the newest epoch checkpoint under
+// `resume_dir` (a training stage's StageContext::resume_dir; stages/train/checkpoint.h); empty when
+// there is none yet or it vanished while being read.
+std::vector<std::pair<int, double>> checkpoint_history(const std::filesystem::path& resume_dir, const std::string& metric);
+// The same from a trial's recorded curves (SweepState: [{"stage", "name", "points"}]).
+std::vector<std::pair<int, double>> curve_history(const nlohmann::json& curves, const std::string& stage,
+                                                  const std::string& metric);
 
 // Linear-interpolated quantile (q in [0, 1]) of non-empty `values`, as numpy.percentile does.
 double quantile(std::vector<double> values, double q);

@@ -17,6 +17,7 @@
 #include "pipeline/exec/executor.h"
 #include "pipeline/exec/planner.h"
 #include "pipeline/exec/worker_client.h"
+#include "pipeline/sweep/sweep_parent_run.h"
 #include "pipeline/sweep/trial_progress.h"
 #include "pipeline/util/cancel.h"
 #include "pipeline/util/file_lock.h"
@@ -49,22 +50,8 @@ std::string safe_name(const std::string& name) {
   return out.substr(0, 60);
 }
 
-std::string distribution_text(const Distribution& d) {
-  switch (d.kind) {
-    case Distribution::Kind::Choice: return "choice " + json(d.choices).dump();
-    case Distribution::Kind::Uniform: return "uniform [" + json(d.low).dump() + ", " + json(d.high).dump() + "]";
-    case Distribution::Kind::LogUniform: return "log_uniform [" + json(d.low).dump() + ", " + json(d.high).dump() + "]";
-    case Distribution::Kind::IntUniform:
-      return "int_uniform [" + std::to_string(static_cast<long long>(d.low)) + ", " +
-             std::to_string(static_cast<long long>(d.high)) + "]";
-  }
-  return "";
-}
-
 std::vector<std::unique_ptr<TrialWork>> load_trials(const SweepDefinition& sweep, const StageRegistry& registry) {
-  LoadOptions fixed_only;
-  for (const auto& f : sweep.fixed) fixed_only.values.push_back({{f.param.stage, f.param.key}, f.value, f.where});
-  const Experiment base = load_experiment(sweep.experiment, registry, fixed_only);
+  const Experiment base = load_experiment(sweep.experiment, registry, fixed_load_options(sweep));
   const std::vector<ParamPath> seed_keys = sweep.seed_keys.empty() ? default_seed_keys(base) : sweep.seed_keys;
   if (!sweep.seeds.empty() && seed_keys.empty()) {
     throw PetalError("repeat.seeds: the base experiment has no stage with a `seed` (other than download and split); "
@@ -89,58 +76,11 @@ std::vector<std::unique_ptr<TrialWork>> load_trials(const SweepDefinition& sweep
 
 std::string sweep_digest(const SweepDefinition& sweep, const std::vector<std::unique_ptr<TrialWork>>& trials) {
   json all = json::array();
-  for (const auto& t : trials) all.push_back({{"id", t->trial.id}, {"experiment", json::parse(experiment_to_json(t->experiment))}});
+  for (const auto& t : trials) all.push_back({{"id", t->trial.id}, {"experiment", t->experiment.to_json()}});
   return sha256_hex(json{{"name", sweep.name}, {"objective", sweep.objective_metric},
                          {"maximize", sweep.objective_maximize}, {"trials", all}}
                         .dump());
 }
-
-// The sweep's own MLflow run: the definition as params, the file as an artifact, the comparison
-// at the end. Its local id is fixed by the sweep, so a resumed sweep finds the same run again.
-class ParentRun {
- public:
-  ParentRun(const SweepDefinition& sweep, const Experiment& base, const Project& project, const TrackingTarget& target,
-            const SweepState& state, std::size_t trial_count) {
-    if (!target.uri.empty()) client_ = std::make_shared<mlflow::Client>(target.uri);
-    logger_ = std::make_unique<mlflow::RunLogger>(client_, project.state_dir / "spool", state.parent_petal_run_id);
-    std::vector<mlflow::Tag> tags = {
-        {"mlflow.source.name", fs::absolute(sweep.file).lexically_normal().string()},
-        {"mlflow.source.type", "LOCAL"},
-        {"petal.sweep", sweep.name},
-        {"petal.sweep_id", state.sweep_id},
-        {"petal.run_id", state.parent_petal_run_id},
-        {"petal.role", "sweep"},
-    };
-    if (const char* user = std::getenv("USER"); user && *user) tags.push_back({"mlflow.user", user});
-    std::string note = sweep.description.empty() ? "" : sweep.description + "\n\n";
-    note += "Sweep of " + std::to_string(trial_count) + " trials over " + base.name + " (" + sweep.experiment.filename().string() +
-            "); each trial is a nested run.";
-    tags.push_back({"mlflow.note.content", note});
-    const std::string experiment = base.tracking.experiment.empty() ? base.name : base.tracking.experiment;
-    logger_->start_run(experiment, sweep.name, tags, now_ms(), target.embedded ? "" : strip_credentials(target.uri));
-    logger_->log_param("sweep.base_experiment", sweep.experiment.filename().string());
-    logger_->log_param("sweep.trials", std::to_string(trial_count));
-    logger_->log_param("sweep.objective", sweep.objective_metric + (sweep.objective_maximize ? " (max)" : " (min)"));
-    for (const auto& axis : sweep.grid) logger_->log_param("sweep.grid." + axis.param.text(), json(axis.values).dump().substr(0, 6000));
-    for (const auto& d : sweep.random) logger_->log_param("sweep.random." + d.param.text(), distribution_text(d));
-    if (sweep.random_trials > 0) logger_->log_param("sweep.random.draws", std::to_string(sweep.random_trials));
-    if (!sweep.seeds.empty()) logger_->log_param("sweep.seeds", json(sweep.seeds).dump());
-    for (const auto& f : sweep.fixed) logger_->log_param("sweep.set." + f.param.text(), f.value.is_string() ? f.value.get<std::string>() : f.value.dump());
-    logger_->log_artifact(sweep.file, "sweep");
-    logger_->flush();
-  }
-
-  std::string run_id() const { return logger_->run_id(); }
-  mlflow::RunLogger& logger() { return *logger_; }
-
-  void finish(const std::string& status) {
-    logger_->end_run(status);
-  }
-
- private:
-  std::shared_ptr<mlflow::Client> client_;
-  std::unique_ptr<mlflow::RunLogger> logger_;
-};
 
 // Final metrics ("stage.metric") and per-epoch curves of a trial's stages, in graph order.
 void collect_results(const TrialWork& work, const RunResult& result, const SweepDefinition& sweep, TrialRecord& record) {
@@ -164,41 +104,6 @@ void collect_results(const TrialWork& work, const RunResult& result, const Sweep
   }
   record.objective_key = find_objective_key(sweep.objective_metric, order, record.metrics);
   record.objective = record.objective_key.empty() ? json(nullptr) : record.metrics.at(record.objective_key);
-}
-
-// The per-epoch (epoch, metric) history in the newest epoch checkpoint under `resume_dir`
-// (stages/train/checkpoint.h: epoch-N/state.json, written before the folder is renamed into
-// place, so a listed folder is complete; it may vanish while we read, then we try next time).
-std::vector<std::pair<int, double>> checkpoint_history(const fs::path& resume_dir, const std::string& metric) {
-  std::vector<std::pair<int, double>> history;
-  std::error_code ec;
-  int newest = -1;
-  for (const auto& entry : fs::directory_iterator(resume_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("epoch-", 0) != 0 || name.find('.') != std::string::npos) continue;
-    newest = std::max(newest, std::atoi(name.c_str() + 6));
-  }
-  if (newest < 0) return history;
-  try {
-    const json state = json::parse(read_text_file(resume_dir / ("epoch-" + std::to_string(newest)) / "state.json"));
-    for (const auto& row : state.value("history", json::array())) {
-      if (row.contains("epoch") && row.contains(metric) && row.at(metric).is_number()) {
-        history.emplace_back(row.at("epoch").get<int>(), row.at(metric).get<double>());
-      }
-    }
-  } catch (const std::exception&) {
-    history.clear();
-  }
-  return history;
-}
-
-std::vector<std::pair<int, double>> curve_history(const json& curves, const std::string& stage, const std::string& metric) {
-  std::vector<std::pair<int, double>> history;
-  for (const auto& c : curves) {
-    if (c.value("stage", "") != stage || c.value("name", "") != metric) continue;
-    for (const auto& point : c.value("points", json::array())) history.emplace_back(point[0].get<int>(), point[1].get<double>());
-  }
-  return history;
 }
 
 std::string first_error(const TrialWork& work, const RunResult& result) {
@@ -303,20 +208,19 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
   result.threads_per_trial = std::max(1, cores / jobs);
   const bool fail_fast = options.fail_fast.value_or(sweep.fail_fast);
 
-  std::size_t cached_now = 0;
-  for (const auto& [key, uses] : key_uses) {
-    (void)uses;
-    cached_now += cache.lookup(key, false).state == EntryState::Committed ? 1 : 0;
+  std::set<std::string> cached_keys;
+  for (const auto& t : trials) {
+    for (const auto& sp : t->plan.stages) {
+      if (sp.cached()) cached_keys.insert(sp.key);
+    }
   }
   std::fprintf(out, "petal sweep: %s — %zu trials (%zu finished before), %zu stage runs, %zu distinct (%zu shared), %zu cached\n",
                sweep.name.c_str(), trials.size(), trials.size() - to_run, result.stage_instances, result.distinct_stages,
-               result.stage_instances - result.distinct_stages, cached_now);
+               result.stage_instances - result.distinct_stages, cached_keys.size());
   if (options.list_only) {
     for (std::size_t i = 0; i < trials.size(); ++i) {
-      std::size_t cached = 0;
-      for (const auto& sp : trials[i]->plan.stages) cached += sp.cached() ? 1 : 0;
       std::fprintf(out, "  %s  %-9s %zu/%zu stages cached  %s\n", trials[i]->trial.id.c_str(), to_string(state.trials[i].status),
-                   cached, trials[i]->plan.stages.size(), trials[i]->trial.label.c_str());
+                   trials[i]->plan.cached_count(), trials[i]->plan.stages.size(), trials[i]->trial.label.c_str());
     }
     result.state = std::move(state);
     return result;
@@ -372,8 +276,6 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
     TrialWork& work = *trials[i];
     TrialRecord* record = &state.trials[i];
     TrialProgress progress(out, print_mutex, work.trial.id, trial_of_run);
-    std::size_t cached = 0;
-    for (const auto& sp : work.plan.stages) cached += sp.cached() ? 1 : 0;
     const bool again = record->attempts > 0;
     {
       std::lock_guard<std::mutex> guard(state_mutex);
@@ -382,7 +284,7 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
       state.save(result.state_file);
     }
     progress.say(std::string(again ? "resuming" : "start") + ": " + work.trial.label + " (" + std::to_string(work.plan.stages.size()) +
-                 " stages, " + std::to_string(cached) + " cached)");
+                 " stages, " + std::to_string(work.plan.cached_count()) + " cached)");
     std::unique_ptr<RunTracker> tracker;
     if (parent) {
       RunTrackerOptions tracker_options;

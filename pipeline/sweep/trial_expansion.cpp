@@ -133,9 +133,14 @@ std::vector<Trial> expand_trials(const SweepDefinition& sweep, const std::vector
   return trials;
 }
 
-LoadOptions Trial::load_options(const SweepDefinition& sweep) const {
+LoadOptions fixed_load_options(const SweepDefinition& sweep) {
   LoadOptions options;
   for (const auto& fixed : sweep.fixed) options.values.push_back({{fixed.param.stage, fixed.param.key}, fixed.value, fixed.where});
+  return options;
+}
+
+LoadOptions Trial::load_options(const SweepDefinition& sweep) const {
+  LoadOptions options = fixed_load_options(sweep);
   for (const auto& v : values) options.values.push_back({{v.param.stage, v.param.key}, v.value, v.where});
   return options;
 }

@@ -30,6 +30,9 @@ struct Trial {
   nlohmann::json values_json() const;  // {"train.model": "resnet18", ...}
 };
 
+// The sweep's [set] values alone: the base experiment as every trial starts from it.
+LoadOptions fixed_load_options(const SweepDefinition& sweep);
+
 // The parameters [repeat] sets when it names no keys: every stage's `seed` except those of
 // download and split, so repetitions vary initialisation and order, not the data split.
 std::vector<ParamPath> default_seed_keys(const Experiment& base);

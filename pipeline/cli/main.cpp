@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   setup_sweep(app, sweep)->callback([&] { chosen = [&] { return run_sweep(global, sweep); }; });
   CompareOptions compare;
   setup_compare(app, compare)->callback([&] { chosen = [&] { return run_compare(global, compare); }; });
+  ScheduleOptions schedule;
+  setup_schedule(app, schedule)->callback([&] { chosen = [&] { return run_schedule(global, schedule); }; });
   PinOptions pin;
   setup_pin(app, pin)->callback([&] { chosen = [&] { return run_pin(global, pin); }; });
 

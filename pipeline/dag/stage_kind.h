@@ -12,6 +12,8 @@
 
 namespace petal {
 
+struct DataParallelLaunch;  // pipeline/exec/data_parallel_launch.h
+
 // What a stage reports besides its files: final metrics (name -> number), per-step series (e.g.
 // a loss per epoch, each value stamped when recorded so a replayed upload is recognised as a
 // duplicate), artifacts (files of its output worth showing in MLflow) and short notes. Stored with
@@ -55,6 +57,9 @@ struct StageContext {
   // The run's experiment tracking (MLflow), for stages that talk to it beyond reporting
   // (register); null when the run is not tracked.
   RunTracking* tracking = nullptr;
+  // Set by `petal run --nproc/--nnodes`: stages that train data-parallel (train, finetune) start
+  // one worker per local rank; the others ignore it. Null: one process.
+  const DataParallelLaunch* data_parallel = nullptr;
 };
 
 // Thrown by an implementation that noticed `cancelled()`; the executor treats it as an interruption.

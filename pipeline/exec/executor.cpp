@@ -91,7 +91,8 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
       bool ready = true;
       for (const StageNode* up : sp.node->needs) ready = ready && succeeded(static_cast<std::size_t>(up->index));
       if (!ready) continue;
-      StageRunRequest request{&sp, {}, options.base_dir, options.run_id, cancelled, options.tracking, options.stage_threads};
+      StageRunRequest request{&sp,       {},        options.base_dir, options.run_id, cancelled, options.tracking,
+                              options.stage_threads, options.data_parallel};
       for (const StageNode* up : sp.node->needs) request.inputs[up->name()] = cache.out_dir(plan.stages[up->index].key);
       state[i] = NodeState::Running;
       ++running;

@@ -21,6 +21,7 @@ struct ExecuteOptions {
   // Stops this run like Ctrl-C stops every run (running stages are cancelled, nothing partial is
   // committed) when it turns true: a sweep prunes one trial this way.
   std::function<bool()> stop;
+  const DataParallelLaunch* data_parallel = nullptr;  // `petal run --nproc/--nnodes`; null: one process
 };
 
 // Observes a run; all calls come from the executor's own thread, in a consistent order.

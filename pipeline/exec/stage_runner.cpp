@@ -71,6 +71,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
   context.threads = request.threads > 0 ? request.threads : worker_thread_budget();
   context.resume_dir = cache.resume_dir(plan.key);
   context.tracking = request.tracking;
+  context.data_parallel = request.data_parallel;
   try {
     plan.node->kind->run(context);
     if (request.cancelled && request.cancelled()) throw StageCancelled();

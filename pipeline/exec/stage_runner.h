@@ -32,6 +32,7 @@ struct StageRunRequest {
   std::function<bool()> cancelled;
   RunTracking* tracking = nullptr;  // handed to the stage (StageContext::tracking)
   int threads = 0;                  // StageContext::threads; 0: worker_thread_budget()
+  const DataParallelLaunch* data_parallel = nullptr;  // StageContext::data_parallel
 };
 
 // Builds one stage's entry: takes the key's lock, re-checks the cache (another process may have

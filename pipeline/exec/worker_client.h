@@ -13,7 +13,15 @@ namespace petal {
 // The worker executable is $PETAL_WORKER if set, else $PETAL_WORKER_DIR/<worker_name>, else
 // `<worker_name>` beside the running petal. Workers: petal-worker (LibTorch: models, training,
 // the loader) and petal-data-worker (OpenCV: image checks, decoding, augmentation previews).
-void run_in_worker(StageContext& ctx, const std::string& kind, const std::string& worker_name = "petal-worker");
+//
+// WorkerParallelism::DataParallel: when ctx.data_parallel asks for several processes, one worker per
+// local rank (with the rendezvous variables of data_parallel_launch.h and a share of ctx.threads).
+// The host's first rank writes ctx.output_dir and the log, the others scratch folders beside it;
+// the report is the first rank's. When one rank fails the others are stopped, and the error names
+// the rank and ends with its log's last lines.
+enum class WorkerParallelism { Single, DataParallel };
+void run_in_worker(StageContext& ctx, const std::string& kind, const std::string& worker_name = "petal-worker",
+                   WorkerParallelism parallelism = WorkerParallelism::Single);
 
 // The worker executable: $PETAL_WORKER (one explicit executable), else $PETAL_WORKER_DIR/<name>,
 // else <name> beside the running executable. Throws PetalError (exit code 3) when there is none.

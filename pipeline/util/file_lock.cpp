@@ -66,6 +66,15 @@ FileLock FileLock::try_acquire(const std::filesystem::path& path) {
   return FileLock(fd);
 }
 
+FileLock FileLock::try_acquire_shared(const std::filesystem::path& path) {
+  const int fd = open_lock_file(path);
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    ::close(fd);
+    return FileLock();
+  }
+  return FileLock(fd);
+}
+
 void FileLock::release() {
   if (fd_ >= 0) {
     ::close(fd_);  // closing the only descriptor drops the flock

@@ -20,6 +20,9 @@ class FileLock {
   // Waits for the lock, giving up (returning an unheld lock) once `should_stop` turns true.
   static FileLock acquire(const std::filesystem::path& path, const std::function<bool()>& should_stop);
   static FileLock try_acquire(const std::filesystem::path& path);  // !held() when someone else holds it
+  // A shared lock: any number of holders at once, none while an exclusive one is held (and no
+  // exclusive one while any shared one is). !held() when an exclusive holder has it.
+  static FileLock try_acquire_shared(const std::filesystem::path& path);
 
   bool held() const { return fd_ >= 0; }
   void release();

@@ -61,4 +61,22 @@ std::string format_seconds(double seconds) {
   return buffer;
 }
 
+std::optional<double> parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (value < 0 || !std::isfinite(value)) return std::nullopt;
+  const std::string unit = text.substr(used);
+  if (unit.empty() || unit == "s") return value;
+  if (unit == "ms") return value / 1000;
+  if (unit == "m") return value * 60;
+  if (unit == "h") return value * 3600;
+  if (unit == "d") return value * 86400;
+  return std::nullopt;
+}
+
 }  // namespace petal

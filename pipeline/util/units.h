@@ -10,5 +10,7 @@ namespace petal {
 std::optional<std::uint64_t> parse_byte_size(const std::string& text);
 std::string format_bytes(std::uint64_t bytes);      // "1.4 GB"
 std::string format_seconds(double seconds);         // "12ms", "3.4s", "2m05s"
+// "250ms", "30s", "5m", "1.5h", "2d", or a plain number of seconds; nullopt on malformed or negative input.
+std::optional<double> parse_duration(const std::string& text);
 
 }  // namespace petal

@@ -287,6 +287,9 @@ StageKind make_download_stage() {
       ParamSpec::path("path", std::string(""), "a folder holding <class>/<image> files").allow_empty(),
       ParamSpec::text("url", std::string(""), "an archive (.tgz, .tar, .zip) of <class>/<image> folders"),
       ParamSpec::text("sha256", std::string(""), "the archive's expected sha256 (strongly recommended)"),
+      ParamSpec::text("revision", std::string(""),
+                      "url: what identifies the remote file's version (a different value downloads it again); "
+                      "`petal schedule` sets it to the server's ETag/Last-Modified"),
       ParamSpec::text("subdir", std::string(""), "the folder inside the archive that holds the class folders"),
       ParamSpec::strings("extensions", kDefaultExtensions, "file extensions counted as images"),
       ParamSpec::text("mirror", std::string(""),

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -634,6 +636,57 @@ FetchResult fetch_url(const std::string& url, const fs::path& target, const Fetc
         format_duration(std::chrono::duration<double>(delay).count()));
     sleep_unless_cancelled(delay, options.cancelled);
   }
+}
+
+namespace {
+
+size_t collect_validator_header(char* data, size_t size, size_t count, void* user) {
+  auto& fields = *static_cast<std::map<std::string, std::string>*>(user);
+  std::string line(data, size * count);
+  const auto colon = line.find(':');
+  if (colon == std::string::npos) {
+    if (line.rfind("HTTP/", 0) == 0) fields.clear();  // a redirect's headers are not the file's
+    return size * count;
+  }
+  std::string name = line.substr(0, colon);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string value = line.substr(colon + 1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.pop_back();
+  while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+  if (name == "etag" || name == "last-modified" || name == "content-length") fields[name] = value;
+  return size * count;
+}
+
+}  // namespace
+
+std::string remote_validator(const std::string& url) {
+  global_init();
+  CURL* curl = curl_easy_init();
+  if (!curl) throw PetalError("cannot start an HTTP request (libcurl)", {}, kExitEnvironment);
+  std::map<std::string, std::string> fields;
+  set_tls_and_limits(curl);
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_validator_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &fields);
+  const CURLcode code = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  if (code != CURLE_OK) {
+    throw PetalError("cannot reach " + url + ": " + curl_easy_strerror(code) + " (check the URL and the network)", {},
+                     kExitEnvironment);
+  }
+  if (status >= 400) throw PetalError(url + " answered HTTP " + std::to_string(status), {}, kExitEnvironment);
+  std::string validator;
+  for (const char* name : {"etag", "last-modified", "content-length"}) {
+    if (const auto found = fields.find(name); found != fields.end()) {
+      if (!validator.empty()) validator += ";";
+      validator += std::string(name == std::string("content-length") ? "length" : name) + "=" + found->second;
+    }
+  }
+  return validator;
 }
 
 }  // namespace petal

@@ -63,4 +63,10 @@ struct FetchResult {
 // first) and throws PetalError naming the URL; a mismatching file is never used or kept.
 FetchResult fetch_url(const std::string& url, const std::filesystem::path& target, const FetchOptions& options);
 
+// The remote file's identity without downloading it (one HTTP HEAD request, same TLS and proxy
+// rules as fetch_url): "etag=<ETag>;last-modified=<date>;length=<bytes>" from what the server
+// sends. Equal strings mean an unchanged file as far as the server says. Throws PetalError naming
+// the URL when it cannot be reached or answers with an error status.
+std::string remote_validator(const std::string& url);
+
 }  // namespace petal

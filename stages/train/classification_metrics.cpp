@@ -9,13 +9,16 @@ ConfusionMatrix::ConfusionMatrix(std::int64_t classes) : classes_(classes), coun
   if (classes < 1) throw std::invalid_argument("a confusion matrix needs at least one class");
 }
 
-void ConfusionMatrix::add(std::int64_t truth, std::int64_t predicted) {
+void ConfusionMatrix::add(std::int64_t truth, std::int64_t predicted) { add(truth, predicted, 1); }
+
+void ConfusionMatrix::add(std::int64_t truth, std::int64_t predicted, std::int64_t samples) {
   if (truth < 0 || truth >= classes_ || predicted < 0 || predicted >= classes_) {
     throw std::out_of_range("class index out of range: truth " + std::to_string(truth) + ", predicted " +
                             std::to_string(predicted) + " (classes: " + std::to_string(classes_) + ")");
   }
-  ++counts_[truth * classes_ + predicted];
-  ++total_;
+  if (samples < 0) throw std::out_of_range("a confusion matrix count cannot be negative");
+  counts_[truth * classes_ + predicted] += samples;
+  total_ += samples;
 }
 
 double ConfusionMatrix::accuracy() const {

@@ -11,6 +11,7 @@ class ConfusionMatrix {
   explicit ConfusionMatrix(std::int64_t classes);
 
   void add(std::int64_t truth, std::int64_t predicted);  // throws std::out_of_range for a bad index
+  void add(std::int64_t truth, std::int64_t predicted, std::int64_t samples);  // e.g. merging another matrix
   std::int64_t classes() const { return classes_; }
   std::int64_t count(std::int64_t truth, std::int64_t predicted) const { return counts_[truth * classes_ + predicted]; }
   std::int64_t total() const { return total_; }

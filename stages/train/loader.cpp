@@ -71,6 +71,9 @@ struct BatchLoader::Impl {
       : options(std::move(o)), cache(options.data_dir), settings(augment::AugmentSettings::read(options.data_dir)),
         normalization(options.normalization) {
     if (options.batch_size < 1) throw std::invalid_argument("loader: batch_size must be at least 1");
+    if (options.shard_count < 1 || options.shard_rank < 0 || options.shard_rank >= options.shard_count) {
+      throw std::invalid_argument("loader: shard_rank must be in [0, shard_count)");
+    }
     policy = options.policy.value_or(settings.policy);
     seed = options.seed.value_or(settings.seed);
     for (std::size_t i : cache.indices_of(options.split)) rows.push_back(static_cast<std::int64_t>(i));
@@ -108,11 +111,15 @@ struct BatchLoader::Impl {
 
   Batch build(std::int64_t number, std::int64_t e) const {
     const std::int64_t size = settings.image_size;
-    const std::int64_t first = number * options.batch_size;
-    const std::int64_t count = std::min<std::int64_t>(options.batch_size, static_cast<std::int64_t>(order.size()) - first);
+    const std::int64_t global_first = number * options.batch_size;
+    const std::int64_t global_count =
+        std::min<std::int64_t>(options.batch_size, static_cast<std::int64_t>(order.size()) - global_first);
+    const std::int64_t first = global_first + global_count * options.shard_rank / options.shard_count;
+    const std::int64_t count = global_first + global_count * (options.shard_rank + 1) / options.shard_count - first;
     Batch batch;
     batch.epoch = e;
     batch.number = number;
+    batch.global_count = global_count;
     // NCHW sizes; strides of contiguous NCHW or of channels-last (NHWC memory).
     const std::vector<std::int64_t> strides = options.channels_last
                                                   ? std::vector<std::int64_t>{3 * size * size, 1, 3 * size, 3}

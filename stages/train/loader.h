@@ -28,6 +28,11 @@ struct LoaderOptions {
   augment::Normalization normalization = augment::Normalization::imagenet();  // what the network's weights expect
   std::optional<std::uint64_t> seed;              // default: augment.json's seed
   std::optional<augment::Policy> policy;          // default: augment.json's policy
+  // Data parallelism: this process delivers only its share of every batch, the contiguous rows
+  // [count x rank / ranks, count x (rank + 1) / ranks) of the batch all ranks agree on (same order,
+  // same augmentation keys), so the union over ranks is exactly the one-process batch.
+  int shard_rank = 0;
+  int shard_count = 1;
 
   // Options for evaluating a split: no augmentation, no shuffling.
   static LoaderOptions evaluation(std::filesystem::path data_dir, std::string split, std::int64_t batch_size = 64);
@@ -37,6 +42,7 @@ struct Batch {
   at::Tensor images;        // [N, 3, S, S] float32, normalised RGB (LoaderOptions::normalization) (N = batch_size but the last)
   at::Tensor labels;        // [N] int64 class indices
   at::Tensor indices;       // [N] int64 rows of the image cache: which samples these are
+  std::int64_t global_count = 0;  // samples of the whole batch over all shards (N when not sharded)
   std::int64_t epoch = 0;
   std::int64_t number = 0;  // position of the batch in its epoch
 };

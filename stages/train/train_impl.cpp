@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "stages/augment/normalize.h"
+#include "stages/train/distributed/collective.h"
 #include "stages/train/model_names.h"
 #include "stages/train/models/model_zoo.h"
 #include "stages/train/trained_model.h"
@@ -133,7 +134,13 @@ void run_phase(StageContext& ctx, bool finetune) {
   const int threads = p.at("threads").get<long long>() > 0 ? static_cast<int>(p.at("threads").get<long long>()) : ctx.threads;
   torch::set_num_threads(threads);
   if (p.at("deterministic").get<bool>()) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
-  const torch::Device device = choose_device(p.at("device"));
+  // Data parallelism: `petal run --nproc/--nnodes` (or any launcher) sets the rendezvous variables.
+  const train::RendezvousSpec rendezvous = train::RendezvousSpec::from_environment();
+  torch::Device device = choose_device(p.at("device"));
+  if (device.is_cuda() && rendezvous.active()) {
+    // One GPU per local rank.
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank % torch::cuda::device_count()));
+  }
 
   const fs::path data_dir = input_with(ctx, "augment.json", "an augment stage's image cache");
   const json augment = read_json(data_dir / "augment.json");
@@ -201,7 +208,12 @@ void run_phase(StageContext& ctx, bool finetune) {
     }
   }
 
+  std::unique_ptr<train::Collective> collective;
+  if (rendezvous.active()) collective = train::connect_collective(rendezvous, device.is_cuda());
+
   train::TrainerOptions options = trainer_options(p, threads, device);
+  options.collective = collective.get();
+  options.writes_checkpoints = rendezvous.local_rank == 0;
   options.normalization = normalization;
   options.trainable.first_trained_block = first_trained;
   options.trainable.lr_multiplier = lr_multiplier;
@@ -273,6 +285,8 @@ void run_phase(StageContext& ctx, bool finetune) {
                         {"seconds", seconds},
                         {"device", device.str()},
                         {"threads", threads},
+                        {"data_parallel", {{"world_size", rendezvous.world_size},
+                                           {"backend", collective ? collective->backend() : "none"}}},
                         {"param_groups", groups},
                         {"test", {{"samples", test.samples},
                                   {"loss", test.loss},

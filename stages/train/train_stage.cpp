@@ -36,7 +36,8 @@ void run_torch_stage(StageContext& ctx, const std::string& kind, const json& ext
                           ctx.log_file,   ctx.base_dir, ctx.cancelled, ctx.report};
   worker_ctx.threads = ctx.threads;
   worker_ctx.resume_dir = ctx.resume_dir;
-  run_in_worker(worker_ctx, kind, "petal-worker");
+  worker_ctx.data_parallel = ctx.data_parallel;
+  run_in_worker(worker_ctx, kind, "petal-worker", WorkerParallelism::DataParallel);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "stages/train/checkpoint.h"
 #include "stages/train/classification_metrics.h"
+#include "stages/train/distributed/data_parallel.h"
 #include "stages/train/loader.h"
 #include "stages/train/weights/state_dict_load.h"
 
@@ -103,6 +104,33 @@ struct PhaseTotals {
   }
   double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0; }
 };
+
+// Every rank's totals become the totals over all ranks (one all-reduce), so all report the same.
+void merge_over_ranks(PhaseTotals& totals, Collective* collective) {
+  if (!collective) return;
+  const std::int64_t k = totals.confusion.classes();
+  std::vector<double> values{totals.loss_sum, static_cast<double>(totals.samples)};
+  for (std::int64_t t = 0; t < k; ++t) {
+    for (std::int64_t p = 0; p < k; ++p) values.push_back(static_cast<double>(totals.confusion.count(t, p)));
+  }
+  values = sum_over_ranks(values, *collective);
+  PhaseTotals merged(k);
+  merged.loss_sum = values[0];
+  merged.samples = static_cast<std::int64_t>(values[1]);
+  for (std::int64_t t = 0; t < k; ++t) {
+    for (std::int64_t p = 0; p < k; ++p) {
+      merged.confusion.add(t, p, static_cast<std::int64_t>(values[static_cast<std::size_t>(2 + t * k + p)]));
+    }
+  }
+  totals = merged;
+}
+
+// True for a final partial batch that would leave a rank fewer than two samples (BatchNorm in
+// training mode needs two); such a batch is dropped.
+bool tail_too_small(std::int64_t samples, std::int64_t batch_size, int ranks) {
+  const std::int64_t tail = samples % batch_size;
+  return tail == 1 || (ranks > 1 && tail != 0 && tail < 2 * ranks);
+}
 
 // The training loss: cross-entropy with label smoothing and class weights, against hard labels or
 // the soft targets of a mixed batch (then the same smoothing and weights apply to the blend).
@@ -218,6 +246,14 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   const bool head_only = options.trainable.first_trained_block >= block_count;
   const bool mixing = options.mix.mixup_alpha > 0 || options.mix.cutmix_alpha > 0;
   const bool use_features = head_only && !options.augment && !mixing && options.cache_features;
+  Collective* const collective = options.collective;
+  const int rank = collective ? collective->rank() : 0;
+  const int ranks = collective ? collective->world_size() : 1;
+  if (ranks > 1 && options.batch_size < 2 * ranks) {
+    throw std::runtime_error("batch_size = " + std::to_string(options.batch_size) + " is too small for " +
+                             std::to_string(ranks) + " data-parallel processes: each needs at least 2 samples of "
+                             "every batch (batch_size is the global batch); raise batch_size or lower --nproc");
+  }
 
   LoaderOptions train_options;
   train_options.data_dir = data_dir;
@@ -229,11 +265,12 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   train_options.channels_last = options.channels_last;
   train_options.normalization = options.normalization;
   train_options.seed = options.seed;
+  train_options.shard_rank = rank;
+  train_options.shard_count = ranks;
   std::unique_ptr<BatchLoader> train_loader;
   if (!use_features) {
     train_loader = std::make_unique<BatchLoader>(train_options);
-    // A final batch of one sample cannot pass BatchNorm in training mode.
-    if (train_loader->samples() % options.batch_size == 1) {
+    if (tail_too_small(train_loader->samples(), options.batch_size, ranks)) {
       train_options.drop_last = true;
       train_loader = std::make_unique<BatchLoader>(train_options);
     }
@@ -242,6 +279,8 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   val_options.workers = options.loader_workers;
   val_options.channels_last = options.channels_last;
   val_options.normalization = options.normalization;
+  val_options.shard_rank = rank;
+  val_options.shard_count = ranks;
   BatchLoader val_loader(val_options);
   const std::int64_t classes = static_cast<std::int64_t>(val_loader.classes().size());
   if (val_loader.samples() == 0) throw std::runtime_error("the val split is empty: validation needs images");
@@ -261,10 +300,10 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   }
   const std::int64_t train_samples = use_features ? train_features.size(0) : train_loader->samples();
   if (train_samples == 0) throw std::runtime_error("the train split is empty");
-  const bool drop_last_features = train_samples % options.batch_size == 1 && train_samples > 1;
-  const std::int64_t iterations_per_epoch =
-      use_features ? (train_samples - (drop_last_features ? 1 : 0) + options.batch_size - 1) / options.batch_size
-                   : train_loader->batches_per_epoch();
+  const bool drop_last_features = tail_too_small(train_samples, options.batch_size, ranks) && train_samples > options.batch_size;
+  const std::int64_t usable_features = train_samples - (drop_last_features ? train_samples % options.batch_size : 0);
+  const std::int64_t iterations_per_epoch = use_features ? (usable_features + options.batch_size - 1) / options.batch_size
+                                                         : train_loader->batches_per_epoch();
 
   ScheduleSpec schedule = options.schedule;
   schedule.iterations_per_epoch = iterations_per_epoch;
@@ -294,6 +333,19 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     result.resumed_from_epoch = first_epoch;
     say("resumed from the checkpoint of epoch " + std::to_string(first_epoch));
   }
+  if (collective) {
+    // All ranks must start from the same epoch: equal values have n * sum(e^2) == sum(e)^2.
+    const double e = static_cast<double>(first_epoch);
+    const std::vector<double> sums = sum_over_ranks({e, e * e}, *collective);
+    if (static_cast<double>(ranks) * sums[1] != sums[0] * sums[0]) {
+      throw std::runtime_error("the data-parallel ranks found different checkpoints (this rank: epoch " +
+                               std::to_string(first_epoch) + "); every host needs its own copy of the resume "
+                               "folder: keep one state dir per host, or run `petal gc` and start again");
+    }
+    broadcast_module_state(model, *collective);
+    say("data-parallel: rank " + std::to_string(rank) + " of " + std::to_string(ranks) + " (" + collective->backend() +
+        "), " + std::to_string(options.batch_size) + " images per global batch");
+  }
 
   for (std::int64_t epoch = first_epoch; epoch < options.epochs && !stopped; ++epoch) {
     seed_epoch(options.seed, epoch);
@@ -306,7 +358,9 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     PhaseTotals train_totals(classes);
     std::int64_t iteration = epoch * iterations_per_epoch;
     const auto train_start = Clock::now();
-    const auto step = [&](const torch::Tensor& input, const torch::Tensor& labels, bool input_is_features) {
+    // `global_count`: the samples of this batch over all ranks (this rank holds labels.size(0)).
+    const auto step = [&](const torch::Tensor& input, const torch::Tensor& labels, bool input_is_features,
+                          std::int64_t global_count) {
       if (cancelled && cancelled()) throw StageCancelled();
       const double lr = learning_rate(schedule, iteration);
       setup.set_learning_rate(lr);
@@ -347,6 +401,10 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       }
       setup.optimizer->zero_grad();
       scaler.scale(loss).backward();
+      if (collective) {
+        all_reduce_gradients(trainable, static_cast<double>(labels.size(0)) / static_cast<double>(global_count),
+                             *collective);
+      }
       if (scaler.unscale(trainable)) {
         if (options.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, options.grad_clip_norm);
         setup.optimizer->step();
@@ -357,17 +415,23 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     if (use_features) {
       torch::Generator generator = at::detail::createCPUGenerator(options.seed * 1000003 + static_cast<std::uint64_t>(epoch));
       const torch::Tensor order = torch::randperm(train_samples, generator, torch::kLong).to(options.device);
-      const std::int64_t usable = train_samples - (drop_last_features ? 1 : 0);
-      for (std::int64_t begin = 0; begin < usable; begin += options.batch_size) {
-        const torch::Tensor rows = order.slice(0, begin, std::min(usable, begin + options.batch_size));
-        step(train_features.index_select(0, rows), train_labels.index_select(0, rows), true);
+      for (std::int64_t begin = 0; begin < usable_features; begin += options.batch_size) {
+        const std::int64_t count = std::min(usable_features, begin + options.batch_size) - begin;
+        const std::int64_t first = begin + count * rank / ranks;
+        const std::int64_t last = begin + count * (rank + 1) / ranks;
+        const torch::Tensor rows = order.slice(0, first, last);
+        step(train_features.index_select(0, rows), train_labels.index_select(0, rows), true, count);
       }
     } else {
       train_loader->start_epoch(epoch);
       while (auto batch = train_loader->next()) {
         torch::Tensor images = batch->images.to(options.device, /*non_blocking=*/true);
-        step(images, batch->labels.to(options.device), false);
+        step(images, batch->labels.to(options.device), false, batch->global_count);
       }
+    }
+    if (collective) {
+      average_buffers(model, *collective);
+      merge_over_ranks(train_totals, collective);
     }
     const double train_seconds = seconds_since(train_start);
     stats.train_loss = train_totals.loss();
@@ -389,6 +453,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
         }
       } else {
         val_totals = score_loader(model, val_loader, options, cancelled);
+        merge_over_ranks(val_totals, collective);
       }
       stats.val_loss = val_totals.loss();
       stats.val_accuracy = val_totals.confusion.accuracy();
@@ -414,7 +479,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
                   stats.seconds, stats.images_per_second, stopped ? "  (early stop)" : "");
     say(line);
 
-    if (!resume_dir.empty()) {
+    if (!resume_dir.empty() && options.writes_checkpoints) {
       json history = json::array();
       for (const auto& row : result.history) history.push_back(row.to_json());
       const json state = {{"history", history}, {"early_stopping", stopper.state()}, {"stopped_early", stopped}};

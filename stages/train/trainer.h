@@ -12,6 +12,7 @@
 
 #include "pipeline/dag/stage_kind.h"
 #include "stages/train/batch_mix.h"
+#include "stages/train/distributed/collective.h"
 #include "stages/train/early_stopping.h"
 #include "stages/augment/normalize.h"
 #include "stages/train/lr_schedule.h"
@@ -40,6 +41,11 @@ struct TrainerOptions {
   bool channels_last = false;
   augment::Normalization normalization = augment::Normalization::imagenet();  // of every loader's images
   bool mixed_precision = false;       // CUDA: float16 autocast with dynamic loss scaling
+  // Data parallelism (distributed/data_parallel.h): null for one process. Each rank trains on its
+  // share of every global batch of `batch_size`; metrics are merged over ranks, so every rank
+  // reports the same numbers.
+  Collective* collective = nullptr;
+  bool writes_checkpoints = true;     // one process per host writes the resume folder's checkpoints
 };
 
 struct EpochStats {

@@ -49,13 +49,9 @@ SweepResult run_sweep(const SweepDefinition& sweep, const Project& project, cons
   StageCache cache(project.cache_dir());
   DigestCache digests(project.digest_store());
   RunLog log(project.run_log());
-  std::map<std::string, std::size_t> key_uses;
-  for (auto& t : trials) {
-    t->plan = make_plan(t->graph, cache, digests, options.verify);
-    for (const auto& sp : t->plan.stages) ++key_uses[sp.key];
-    result.stage_instances += t->plan.stages.size();
-  }
-  result.distinct_stages = key_uses.size();
+  const StageSharing sharing = plan_trials(trials, cache, digests, options.verify);
+  result.stage_instances = sharing.instances;
+  result.distinct_stages = sharing.distinct;
 
   fs::create_directories(project.sweeps_dir());
   // Exclusive: no other whole-sweep run, no one-trial run and no --summarize of this sweep meanwhile

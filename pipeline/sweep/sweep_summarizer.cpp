@@ -51,13 +51,9 @@ SweepResult summarize_sweep(const SweepDefinition& sweep, const Project& project
 
   StageCache cache(project.cache_dir());
   DigestCache digests(project.digest_store());
-  std::map<std::string, std::size_t> key_uses;
-  for (auto& t : trials) {
-    t->plan = make_plan(t->graph, cache, digests, options.verify);
-    for (const auto& sp : t->plan.stages) ++key_uses[sp.key];
-    result.stage_instances += t->plan.stages.size();
-  }
-  result.distinct_stages = key_uses.size();
+  const StageSharing sharing = plan_trials(trials, cache, digests, options.verify);
+  result.stage_instances = sharing.instances;
+  result.distinct_stages = sharing.distinct;
 
   std::map<TrialStatus, std::size_t> counts;
   for (const auto& r : state.trials) ++counts[r.status];

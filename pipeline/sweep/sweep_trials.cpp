@@ -1,5 +1,7 @@
 #include "pipeline/sweep/sweep_trials.h"
 
+#include <set>
+
 #include <cctype>
 
 #include "pipeline/util/error.h"
@@ -98,6 +100,19 @@ void check_state_matches(const SweepState& state, std::size_t trial_count, const
                          "; move the state file aside to start afresh",
                      {}, kExitEnvironment);
   }
+}
+
+StageSharing plan_trials(std::vector<std::unique_ptr<TrialWork>>& trials, const StageCache& cache, DigestCache& digests,
+                         bool verify) {
+  StageSharing sharing;
+  std::set<std::string> keys;
+  for (auto& t : trials) {
+    t->plan = make_plan(t->graph, cache, digests, verify);
+    for (const auto& sp : t->plan.stages) keys.insert(sp.key);
+    sharing.instances += t->plan.stages.size();
+  }
+  sharing.distinct = keys.size();
+  return sharing;
 }
 
 }  // namespace petal

@@ -31,6 +31,15 @@ struct TrialWork {
 // (the first trial's mistakes stand for all).
 std::vector<std::unique_ptr<TrialWork>> load_trials(const SweepDefinition& sweep, const StageRegistry& registry);
 
+// Plans every trial against the cache (TrialWork::plan) and counts the stages over all trials and
+// the distinct keys among them: what a sweep executes at most, the rest being shared.
+struct StageSharing {
+  std::size_t instances = 0;
+  std::size_t distinct = 0;
+};
+StageSharing plan_trials(std::vector<std::unique_ptr<TrialWork>>& trials, const StageCache& cache, DigestCache& digests,
+                         bool verify);
+
 // SHA-256 over the resolved trials, the name and the objective: another definition is another sweep.
 std::string sweep_digest(const SweepDefinition& sweep, const std::vector<std::unique_ptr<TrialWork>>& trials);
 

@@ -160,7 +160,7 @@ TEST_CASE("sweep --trial-index: two trial processes at once both finish, each re
   CHECK(project.state().trials[1].petal_run_id == state.trials[1].petal_run_id);
 }
 
-TEST_CASE("sweep --trial-index: a trial process killed mid-trial leaves no lock behind; its retry continues the same run") {
+TEST_CASE("sweep --trial-index: a trial process killed mid-trial leaves no lock behind, and its retry continues the same run") {
   ClusterProject project({"0.5", "0.9"}, 1.5);
   const int pid = test::spawn_in_process_group(project.in_project(
       "exec build/petal --state-dir state sweep " + shell_quote(project.sweep_file()) + " --trial-index 1 > first.log 2>&1"));

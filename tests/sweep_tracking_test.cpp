@@ -141,7 +141,7 @@ TEST_CASE("sweep tracking: killed and resumed, the sweep keeps its parent and ea
   }
 }
 
-TEST_CASE("sweep tracking: trial processes share one parent run, created once; --summarize logs the comparison to it") {
+TEST_CASE("sweep tracking: trial processes share one parent run, created once, and --summarize logs the comparison to it") {
   TempDir dir;
   const std::string experiment = test::unique_name("sweeptrials");
   write_sweep(dir, experiment, 1.0);

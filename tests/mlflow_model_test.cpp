@@ -256,6 +256,7 @@ TEST_CASE("mlflow model: mlflow.pyfunc loads small_cnn strictly and predicts") {
 TEST_CASE("mlflow model: mlflow.pyfunc loads resnet50 strictly and predicts") { check_pyfunc_cases("resnet50"); }
 
 TEST_CASE("mlflow model: mlflow.pyfunc loads densenet121 strictly and predicts") { check_pyfunc_cases("densenet121"); }
+TEST_CASE("mlflow model: mlflow.pyfunc loads convnext_tiny with an MLP head strictly and predicts") { check_pyfunc_cases("convnext_tiny"); }
 
 TEST_CASE("mlflow model: mlflow.pyfunc loads efficientnet_b0 strictly and predicts") {
   check_pyfunc_cases("efficientnet_b0");

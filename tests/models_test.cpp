@@ -112,6 +112,7 @@ TEST_CASE("model parity: mobilenet_v2") { check_parity("mobilenet_v2", 64); }
 TEST_CASE("model parity: efficientnet_b0") { check_parity("efficientnet_b0", 64); }
 TEST_CASE("model parity: efficientnet_lite0") { check_parity("efficientnet_lite0", 64); }
 TEST_CASE("model parity: small_cnn") { check_parity("small_cnn", 64); }
+TEST_CASE("model parity: convnext_tiny") { check_parity("convnext_tiny", 64); }
 
 // ---- invariants of every architecture ----
 

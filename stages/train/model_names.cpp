@@ -8,7 +8,7 @@ namespace petal {
 const std::vector<std::string>& architecture_names() {
   static const std::vector<std::string> names = {"resnet18",        "resnet50",           "mobilenet_v2",
                                                  "efficientnet_b0", "efficientnet_lite0", "densenet121",
-                                                 "vgg16_bn",        "small_cnn"};
+                                                 "vgg16_bn",        "convnext_tiny",      "small_cnn"};
   return names;
 }
 
@@ -43,6 +43,7 @@ std::optional<PretrainedWeights> imagenet_weights(const std::string& architectur
       {"efficientnet_b0", {"efficientnet_b0_rwightman-3dd342df.pth", "torchvision"}},
       {"densenet121", {"densenet121-a639ec97.pth", "torchvision-densenet-legacy"}},
       {"vgg16_bn", {"vgg16_bn-6c64b313.pth", "torchvision"}},
+      {"convnext_tiny", {"convnext_tiny-983f1562.pth", "torchvision"}},
   };
   const auto it = files.find(architecture);
   if (it == files.end()) return std::nullopt;

@@ -137,6 +137,24 @@ def build_small_cnn(num_classes):
 # -- end of resnet, vgg, densenet, small_cnn --
 
 
+@builder("convnext_tiny")
+def _convnext_tiny(num_classes):
+    import torchvision
+    model = torchvision.models.convnext_tiny(num_classes=num_classes)
+    # Layer scales start at 1e-6, which would leave every block a near-identity: give them sizes a
+    # trained network has, so the blocks' branches really count in the comparison.
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, torchvision.models.convnext.CNBlock):
+                block.layer_scale.copy_(0.5 + 0.2 * torch.randn(block.layer_scale.shape, generator=generator))
+
+    def features(model, x):  # avg pool, LayerNorm2d, flatten: the input of classifier[2]
+        return model.classifier[:2](model.avgpool(model.features(x)))
+
+    return model, features
+
+
 def calibrate_batchnorm(model, calibration, generator):
     """Sets every BatchNorm's running statistics from a calibration batch (as if trained on it) and
     then perturbs its affine parameters. With their initial statistics (mean 0, variance 1) deep

@@ -100,6 +100,7 @@ CASES = {
     "resnet50": {"architecture": "resnet50", "head": {"hidden": [], "batch_norm": True, "dropout": 0.0}},
     "densenet121": {"architecture": "densenet121", "head": {"hidden": [], "batch_norm": True, "dropout": 0.0}},
     "efficientnet_b0": {"architecture": "efficientnet_b0", "head": {"hidden": [], "batch_norm": True, "dropout": -1.0}},
+    "convnext_tiny": {"architecture": "convnext_tiny", "head": {"hidden": [48], "batch_norm": True, "dropout": 0.1}},
     "vgg16_bn": {"architecture": "vgg16_bn", "head": {"hidden": [64], "batch_norm": True, "dropout": 0.2}},
 }
 
@@ -114,6 +115,7 @@ HEADS = {
     "efficientnet_b0": ("classifier", "dropout_linear", 0.2, 1280),
     "efficientnet_lite0": ("_fc", "linear", 0.2, 1280),
     "small_cnn": ("classifier", "dropout_linear", 0.2, 256),
+    "convnext_tiny": ("classifier.2", "linear", 0.0, 768),
 }
 
 # A class name that needs quoting in YAML and one that would clash with a bare "label" column.

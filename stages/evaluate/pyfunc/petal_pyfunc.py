@@ -273,6 +273,13 @@ def _build_vgg16_bn(head):
     return model
 
 
+def _build_convnext_tiny(head):
+    # classifier.0 (LayerNorm2d) and classifier.1 (Flatten) are ConvNeXt's; classifier.2 is petal's head.
+    model = _torchvision("convnext_tiny")
+    model.classifier[2] = make_head(head, model.classifier[2].in_features, "linear", 0.0)
+    return model
+
+
 def _build_dropout_linear(name, head):
     # mobilenet_v2 and efficientnet_b0: torchvision's Sequential(Dropout(0.2), Linear(1280, N)).
     model = _torchvision(name)
@@ -302,6 +309,7 @@ ARCHITECTURES = {
     "efficientnet_lite0": _build_efficientnet_lite0,
     "densenet121": _build_densenet121,
     "vgg16_bn": _build_vgg16_bn,
+    "convnext_tiny": _build_convnext_tiny,
     "small_cnn": lambda head: SmallCnn(make_head(head, SmallCnn.WIDTHS[-1], "dropout_linear", 0.2)),
 }
 

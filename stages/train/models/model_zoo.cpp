@@ -17,6 +17,7 @@ Classifier make_classifier(const ModelSpec& spec) {
   if (name == "efficientnet_b0") return make_efficientnet_b0(spec.head);
   if (name == "efficientnet_lite0") return make_efficientnet_lite0(spec.head);
   if (name == "small_cnn") return make_small_cnn(spec.head);
+  if (name == "convnext_tiny") return make_convnext_tiny(spec.head);
   throw std::invalid_argument("unknown architecture '" + name + "' (known: " + architecture_list() + ")");
 }
 

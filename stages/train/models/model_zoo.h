@@ -15,5 +15,6 @@ Classifier make_mobilenet_v2(const HeadSpec& head);
 Classifier make_efficientnet_b0(const HeadSpec& head);
 Classifier make_efficientnet_lite0(const HeadSpec& head);
 Classifier make_small_cnn(const HeadSpec& head);
+Classifier make_convnext_tiny(const HeadSpec& head);
 
 }  // namespace petal::models

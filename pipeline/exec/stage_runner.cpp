@@ -23,18 +23,6 @@ const char* to_string(StageStatus status) {
 
 namespace {
 
-std::string tail_of(const std::filesystem::path& file, std::size_t max_lines) {
-  std::ifstream in(file);
-  std::deque<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    lines.push_back(line);
-    if (lines.size() > max_lines) lines.pop_front();
-  }
-  std::string out;
-  for (const auto& l : lines) out += l + "\n";
-  return out;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -95,7 +83,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
     outcome.status = StageStatus::Failed;
     outcome.error = std::string("internal error: ") + e.what();
   }
-  if (outcome.status == StageStatus::Failed) outcome.log_tail = tail_of(build->log_file(), 20);
+  if (outcome.status == StageStatus::Failed) outcome.log_tail = last_lines_of(build->log_file(), 20);
   outcome.end_ms = now_ms();
   outcome.seconds = seconds_since(start);
   return outcome;

@@ -87,12 +87,14 @@ void merge_report(StageContext& ctx, const json& report) {
   for (const auto& artifact : worker_report.artifacts) ctx.report.artifact(artifact);
 }
 
-std::string last_lines(const fs::path& file, std::size_t count) {
-  std::ifstream in(file);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+// "\n  " before each line: a rank's log lines inside an error message.
+std::string indented(const std::string& lines) {
   std::string out;
-  for (std::size_t i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i) out += "\n  " + lines[i];
+  for (std::size_t start = 0; start < lines.size();) {
+    const std::size_t end = lines.find('\n', start);
+    out += "\n  " + lines.substr(start, end - start);
+    start = end == std::string::npos ? lines.size() : end + 1;
+  }
   return out;
 }
 
@@ -159,7 +161,7 @@ void run_data_parallel(StageContext& ctx, const std::string& kind, const std::st
       if (r == 0 && !peer_failed) merge_report(ctx, report);
     } catch (const PetalError& e) {
       const std::string where = r == 0 ? std::string() : "\n" + who + " log " + rank.spec.output_file.string() + ":" +
-                                                             last_lines(rank.spec.output_file, 8);
+                                                             indented(last_lines_of(rank.spec.output_file, 8));
       throw PetalError(who + ": " + e.what() + where, {}, kExitStageFailed);
     }
   }

@@ -11,8 +11,8 @@ ChangeCheck check_for_changes(const cli::GlobalOptions& global, const cli::Exper
   ChangeCheck check;
   cli::ExperimentOptions options = experiment;
   std::vector<std::string> remote_changes;
+  auto session = cli::Session::open(global, experiment);
   {
-    const auto session = cli::Session::open(global, experiment);
     for (const StageNode* node : session->graph.order()) {
       if (node->kind->name != "download") continue;
       const nlohmann::json params = node->config->params_json();
@@ -26,7 +26,9 @@ ChangeCheck check_for_changes(const cli::GlobalOptions& global, const cli::Exper
       if (seen == state.validators.end() || seen->second != validator) remote_changes.push_back(url);
     }
   }
-  const auto session = cli::Session::open(global, options);
+  // A URL source's revision is part of its key: plan the experiment with it. Without one (a local
+  // folder) the experiment as loaded is the one to plan, so it is not loaded twice.
+  if (options.overrides.size() != experiment.overrides.size()) session = cli::Session::open(global, options);
   const Plan plan = session->plan(false);
   std::vector<std::string> to_run;
   std::string first_reason;

@@ -1,5 +1,7 @@
 #include "pipeline/util/fs.h"
 
+#include <deque>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -167,6 +169,18 @@ std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string last_lines_of(const fs::path& path, std::size_t max_lines) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > max_lines) lines.pop_front();
+  }
+  std::string out;
+  for (const auto& line : lines) out += line + "\n";
+  return out;
 }
 
 }  // namespace petal

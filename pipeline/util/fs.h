@@ -20,6 +20,8 @@ struct FileStat {
 std::optional<FileStat> stat_path(const fs::path& path);
 
 std::string read_text_file(const fs::path& path);  // throws PetalError naming the file
+// The last `max_lines` lines of a text file, each ending in '\n' ("" when it cannot be read).
+std::string last_lines_of(const fs::path& path, std::size_t max_lines);
 
 // Writes `content` to `path` so that readers see either the old file or the whole new one, even
 // across a crash: write to a sibling temp file, fsync it, rename over the target, fsync the folder.

@@ -1,8 +1,10 @@
-// petal's side of the training benchmark (bench/train_throughput.py): full-network training steps
-// of a zoo model, either on one pre-loaded batch (compute only) or over an epoch of the augment
-// stage's cache through BatchLoader (end to end). Prints one JSON line.
+// petal's side of the training benchmarks (bench/train_throughput.py, bench/architecture_throughput.py):
+// full-network training steps of a zoo model, either on one pre-loaded batch (compute only) or
+// over an epoch of the augment stage's cache through BatchLoader (end to end), or eval-mode
+// forward passes on one pre-loaded batch (forward). Prints one JSON line. A network with an
+// auxiliary classifier (inception_v3) adds its loss x 0.4 in training steps, as the trainer does.
 //
-//   petal_bench_train --model resnet18 --mode compute|epoch --size 128 --batch 32 --threads 2
+//   petal_bench_train --model resnet18 --mode compute|epoch|forward --size 128 --batch 32 --threads 2
 //                     [--steps 20] [--warmup 3] [--data AUGMENT_OUT] [--workers 2] [--max-batches N]
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
@@ -50,7 +52,9 @@ int main(int argc, char** argv) {
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   const auto step = [&](const torch::Tensor& images, const torch::Tensor& labels) {
     optimizer.zero_grad();
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
+    const auto [logits, auxiliary] = model->forward_with_auxiliary(images);
+    torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+    if (auxiliary.defined()) loss = loss + 0.4 * torch::nn::functional::cross_entropy(auxiliary, labels);
     loss.backward();
     optimizer.step();
     return loss.item<double>();
@@ -60,7 +64,19 @@ int main(int argc, char** argv) {
   std::int64_t images = 0;
   double seconds = 0, last_loss = 0;
   const std::int64_t batch = std::stoll(args["batch"]);
-  if (args["mode"] == "compute") {
+  if (args["mode"] == "forward") {
+    const std::int64_t size = std::stoll(args["size"]);
+    const torch::Tensor x = torch::randn({batch, 3, size, size});
+    model->eval();
+    torch::NoGradGuard no_grad;
+    for (int i = 0; i < std::stoi(args["warmup"]); ++i) model->forward(x);
+    const auto start = Clock::now();
+    for (int i = 0; i < std::stoi(args["steps"]); ++i) {
+      last_loss = model->forward(x).sum().item<double>();
+      images += batch;
+    }
+    seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  } else if (args["mode"] == "compute") {
     const std::int64_t size = std::stoll(args["size"]);
     const torch::Tensor x = torch::randn({batch, 3, size, size});
     const torch::Tensor y = torch::randint(0, spec.head.num_classes, {batch}, torch::kLong);

@@ -14,6 +14,8 @@ packages=(
   libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev doctest-dev
   libcurl4-openssl-dev libarchive-dev
   libtorch-dev libopencv-dev libmatio-dev
+  libopenblas0-openmp  # BLAS for Debian's LibTorch and torch (built with BLAS_INFO=generic): without it they
+                       # use the reference libblas3, ~20x slower for every Linear and matmul (ViT, MaxViT)
   libgloo-dev  # the Gloo headers LibTorch's c10d process groups need: data-parallel training (--nproc)
   python3-venv python3-pip python3-torch python3-torchvision
   python3-opencv  # the exported MLflow model's loader decodes with the same OpenCV 4.6 as the workers

@@ -258,6 +258,12 @@ TEST_CASE("mlflow model: mlflow.pyfunc loads resnet50 strictly and predicts") { 
 TEST_CASE("mlflow model: mlflow.pyfunc loads densenet121 strictly and predicts") { check_pyfunc_cases("densenet121"); }
 TEST_CASE("mlflow model: mlflow.pyfunc loads convnext_tiny with an MLP head strictly and predicts") { check_pyfunc_cases("convnext_tiny"); }
 
+// vit_b_16 at 64 px (the loader resizes the stored 224 px position embedding), maxvit_t at 224 px
+// with an MLP head, inception_v3 at 96 px with its auxiliary classifier's weights in the file.
+TEST_CASE("mlflow model: mlflow.pyfunc loads vit_b_16 at 64 px strictly and predicts") { check_pyfunc_cases("vit_b_16"); }
+TEST_CASE("mlflow model: mlflow.pyfunc loads maxvit_t with an MLP head strictly and predicts") { check_pyfunc_cases("maxvit_t"); }
+TEST_CASE("mlflow model: mlflow.pyfunc loads inception_v3 strictly and predicts") { check_pyfunc_cases("inception_v3"); }
+
 TEST_CASE("mlflow model: mlflow.pyfunc loads efficientnet_b0 strictly and predicts") {
   check_pyfunc_cases("efficientnet_b0");
 }

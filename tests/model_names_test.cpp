@@ -19,6 +19,9 @@ TEST_CASE("published ImageNet weights are torchvision URLs per architecture, non
   CHECK(resnet->url == "https://download.pytorch.org/models/resnet50-0676ba61.pth");
   CHECK(resnet->sha256_prefix == "0676ba61");
   CHECK(imagenet_weights("densenet121")->key_format == "torchvision-densenet-legacy");
+  CHECK(imagenet_weights("vit_b_16")->key_format == "torchvision-vit-legacy");
+  CHECK(imagenet_weights("inception_v3")->url == "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth");
+  CHECK(imagenet_weights("maxvit_t")->sha256_prefix == "bc5ab103");
   CHECK_FALSE(imagenet_weights("small_cnn"));
   CHECK_FALSE(imagenet_weights("efficientnet_lite0"));
   for (const std::string& name : architecture_names()) {
@@ -26,8 +29,28 @@ TEST_CASE("published ImageNet weights are torchvision URLs per architecture, non
   }
 }
 
-TEST_CASE("input statistics follow where the weights came from: inception for lite0, ImageNet otherwise") {
+TEST_CASE("input statistics follow where the weights came from: inception for lite0 and inception_v3, ImageNet otherwise") {
   CHECK(default_normalization("efficientnet_lite0") == "inception");
+  CHECK(default_normalization("inception_v3") == "inception");
+  CHECK(default_normalization("vit_b_16") == "imagenet");
   CHECK(default_normalization("resnet18") == "imagenet");
   CHECK(default_normalization("small_cnn") == "imagenet");
+}
+
+TEST_CASE("image sizes an architecture cannot take are named with the rule and the fix") {
+  CHECK(image_size_problem("resnet18", 128, true).empty());
+  CHECK(image_size_problem("vit_b_16", 224, true).empty());
+  CHECK(image_size_problem("vit_b_16", 128, true).empty());  // position embedding interpolated
+  CHECK(image_size_problem("vit_b_16", 100, true) ==
+        "vit_b_16 needs an image_size that is a multiple of 16 (its patch size), got 100; 224 is its native size");
+  CHECK(image_size_problem("maxvit_t", 224, true).empty());
+  CHECK(image_size_problem("maxvit_t", 448, true).empty());
+  CHECK(image_size_problem("maxvit_t", 128, true) ==
+        "maxvit_t needs every stage's map to split into 7x7 partitions (an image_size that is a multiple of 224), "
+        "got 128: stage 0 would be 32 px");
+  CHECK(image_size_problem("inception_v3", 299, true).empty());
+  CHECK(image_size_problem("inception_v3", 224, false).empty());  // no auxiliary classifier in eval / head-only
+  CHECK(image_size_problem("inception_v3", 298, true).find("least 299, got 298") != std::string::npos);
+  CHECK(image_size_problem("inception_v3", 64, false) ==
+        "inception_v3 needs an image_size of at least 75, got 64; 299 is its native size");
 }

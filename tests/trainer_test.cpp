@@ -284,5 +284,16 @@ TEST_CASE("train stage: configuration mistakes are reported with the file, line 
   CHECK(output.find("'layer3' is not a block of small_cnn") != std::string::npos);
 }
 
+TEST_CASE("train stage: an image size the architecture cannot take fails before training, naming the rule and the fix") {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  test::write_file(dir / "x.toml", experiment(dir / "data", "model = \"maxvit_t\"\nweights = \"none\"\nfreeze_backbone = false\nepochs = 1"));
+  std::string output;
+  CHECK(petal(dir, "run x.toml", &output) == 1);
+  CHECK(output.find("[train] maxvit_t needs every stage's map to split into 7x7 partitions (an image_size that is a "
+                    "multiple of 224), got 32") != std::string::npos);
+  CHECK(output.find("epoch 1") == std::string::npos);
+}
+
 }  // namespace
 }  // namespace petal

@@ -394,5 +394,19 @@ TEST_CASE("state dict: rename_keys maps torchvision's legacy densenet names") {
                                           "features.denseblock1.denselayer1.norm1.weight", "classifier.bias"});
   CHECK(rename_keys(state, "torchvision").front().first == "features.denseblock1.denselayer1.norm.1.weight");
   CHECK(error_of([&] { rename_keys(state, "keras"); }) ==
-        "unknown state dict key format \"keras\" (known: torchvision, torchvision-densenet-legacy)");
+        "unknown state dict key format \"keras\" (known: torchvision, torchvision-densenet-legacy, torchvision-vit-legacy)");
+}
+
+TEST_CASE("state dict: rename_keys maps the published ViT file's old MLP names, and leaves new ones") {
+  StateDict state;
+  for (const char* name : {"encoder.layers.encoder_layer_0.mlp.linear_1.weight", "encoder.layers.encoder_layer_11.mlp.linear_2.bias",
+                           "encoder.layers.encoder_layer_3.mlp.0.weight", "encoder.layers.encoder_layer_0.ln_1.weight",
+                           "encoder.pos_embedding"})
+    state.emplace_back(name, at::zeros({1}));
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : rename_keys(state, "torchvision-vit-legacy")) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"encoder.layers.encoder_layer_0.mlp.0.weight",
+                                          "encoder.layers.encoder_layer_11.mlp.3.bias",
+                                          "encoder.layers.encoder_layer_3.mlp.0.weight",
+                                          "encoder.layers.encoder_layer_0.ln_1.weight", "encoder.pos_embedding"});
 }

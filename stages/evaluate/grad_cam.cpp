@@ -6,19 +6,9 @@ namespace petal::evaluate {
 
 std::vector<at::Tensor> grad_cam(models::ClassifierImpl& network, const at::Tensor& image,
                                  const std::vector<std::int64_t>& classes) {
-  torch::Tensor activations;
-  {
-    torch::NoGradGuard no_grad;
-    activations = network.feature_map(image.unsqueeze(0));
-  }
-  const torch::Tensor leaf = activations.detach().requires_grad_(true);
-  // A clone, because some architectures' embed() applies an in-place ReLU to its input (densenet),
-  // which autograd forbids on a leaf; the gradient still reaches `leaf`.
-  torch::Tensor logits;
-  {
-    torch::AutoGradMode enable(true);
-    logits = network.classify(network.embed(leaf.clone()));
-  }
+  const models::ClassifierImpl::CamGraph graph = network.cam_graph(image.unsqueeze(0));
+  const torch::Tensor& leaf = graph.map;
+  const torch::Tensor& logits = graph.logits;
   std::vector<at::Tensor> maps;
   for (std::size_t i = 0; i < classes.size(); ++i) {
     const bool last = i + 1 == classes.size();

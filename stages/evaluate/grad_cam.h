@@ -9,7 +9,8 @@
 
 namespace petal::evaluate {
 
-// For each class c of `classes`: ReLU(sum_k alpha_k A_k), where A = network.feature_map(image) and
+// For each class c of `classes`: ReLU(sum_k alpha_k A_k), where A = network.cam_graph(image).map
+// (the last convolutional feature map; vit_b_16: its patch tokens before the last block) and
 // alpha_k is the spatial mean of d logit_c / d A_k; scaled so its maximum is 1 (an all-zero map
 // stays zero). `image` is one normalised input [3, S, S]; the network must be in eval mode. Each
 // map is [h, w] float32 at the feature map's resolution (the caller resizes it onto the image).

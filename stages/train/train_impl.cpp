@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -185,7 +186,7 @@ void run_phase(StageContext& ctx, bool finetune) {
   if (!initial_file.empty()) {
     weights::StateDict state = weights::rename_keys(weights::read_state_dict(initial_file), key_format);
     weights::LoadOptions load;
-    if (!finetune) load.skip_prefixes = {model->head_prefix()};  // the new head replaces the published one
+    if (!finetune) load.skip_prefixes = model->replaced_prefixes();  // the new head replaces the published one
     const auto loaded = weights::load_state_dict(*model, state, load, initial_file.string());
     log_line("loaded " + std::to_string(loaded.loaded.size()) + " tensors from " + initial_file.string() +
              (loaded.skipped.empty() ? "" : " (" + std::to_string(loaded.skipped.size()) + " of the original head replaced)"));
@@ -199,6 +200,16 @@ void run_phase(StageContext& ctx, bool finetune) {
     }
   } else {
     first_trained = p.at("freeze_backbone").get<bool>() ? model->blocks().size() : 0;
+  }
+  {
+    // inception_v3's auxiliary classifier trains whenever its block does.
+    const std::vector<std::string> blocks = model->blocks();
+    const auto auxiliary = std::find(blocks.begin(), blocks.end(), "AuxLogits");
+    const bool auxiliary_trains =
+        auxiliary != blocks.end() && first_trained <= static_cast<std::size_t>(auxiliary - blocks.begin());
+    const std::string size_problem =
+        image_size_problem(spec.architecture, augment.at("image_size").get<int>(), auxiliary_trains);
+    if (!size_problem.empty()) throw std::runtime_error("[" + ctx.stage_name + "] " + size_problem);
   }
   model->to(device);
   if (p.at("channels_last").get<bool>()) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "stages/train/checkpoint.h"
 #include "stages/train/classification_metrics.h"
@@ -124,6 +125,8 @@ void merge_over_ranks(PhaseTotals& totals, Collective* collective) {
   }
   totals = merged;
 }
+
+constexpr double kAuxiliaryLossWeight = 0.4;
 
 // True for a final partial batch that would leave a rank fewer than two samples (BatchNorm in
 // training mode needs two); such a batch is dropped.
@@ -373,7 +376,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       }
       const bool autocast = options.mixed_precision && options.device.is_cuda();
       if (autocast) at::autocast::set_enabled(true);
-      torch::Tensor logits;
+      torch::Tensor logits, auxiliary_logits;
       if (input_is_features) {
         logits = model.classify(x);
       } else if (head_only) {
@@ -384,15 +387,21 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
         }
         logits = model.classify(features);
       } else {
-        logits = model.forward(x);
+        std::tie(logits, auxiliary_logits) = model.forward_with_auxiliary(x);
       }
       if (autocast) {
         at::autocast::set_enabled(false);
         at::autocast::clear_cache();
         logits = logits.to(torch::kFloat32);
+        if (auxiliary_logits.defined()) auxiliary_logits = auxiliary_logits.to(torch::kFloat32);
       }
-      const torch::Tensor loss =
+      torch::Tensor loss =
           training_loss(logits, mixed ? &*mixed : nullptr, labels, class_weights, options.label_smoothing);
+      if (auxiliary_logits.defined()) {
+        // inception_v3's auxiliary classifier, weighted as in torchvision's reference training recipe.
+        loss = loss + kAuxiliaryLossWeight * training_loss(auxiliary_logits, mixed ? &*mixed : nullptr, labels,
+                                                           class_weights, options.label_smoothing);
+      }
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         throw std::runtime_error("training diverged at epoch " + std::to_string(epoch + 1) + " (loss " +

@@ -6,9 +6,10 @@ BatchNorm's running statistics from a calibration batch and perturbs its affine 
 eval-mode BatchNorm is really exercised and outputs depend on the input), and writes to --out:
   weights.pth  model.state_dict() saved by torch.save (zip format, an OrderedDict)
   io.pth       {"input": x, "output": model.eval()(x), "features": pooled features} saved the same way
-petal loads both with its own state-dict reader and compares its eval output.
+  grads.pth    with --step: a few parameters' gradients after one training step (training_step_gradients)
+petal loads them with its own state-dict reader and compares its eval output and gradients.
 
-usage: make_reference.py --arch NAME --num-classes N --size S --batch B --seed K --out DIR
+usage: make_reference.py --arch NAME --num-classes N --size S --batch B --seed K --out DIR [--step train|eval]
 """
 import argparse
 import collections
@@ -155,6 +156,113 @@ def _convnext_tiny(num_classes):
     return model, features
 
 
+# -- vit_b_16, maxvit_t, inception_v3 (stages/train/models/{vision_transformer,maxvit,inception}.cpp) --
+
+def _vision_transformer_class():
+    import torchvision
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    class AnySizeViT(torchvision.models.VisionTransformer):
+        """torchvision's ViT-B/16 built for 224 px. Other input sizes go through a second ViT built
+        for that size, loaded with torchvision's own interpolate_embeddings of this one's state:
+        the reference for petal's position embedding interpolation."""
+
+        def resized(self, size):
+            if size == self.image_size:
+                return self
+            other = torchvision.models.VisionTransformer(
+                image_size=size, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072,
+                num_classes=self.num_classes)
+            other.load_state_dict(interpolate_embeddings(size, 16, self.state_dict()))
+            return other.train(self.training)
+
+        def forward(self, x):
+            model = self.resized(x.shape[-1])
+            return super().forward(x) if model is self else model(x)
+
+        def class_token_features(self, x):  # the input of heads.head
+            model = self.resized(x.shape[-1])
+            tokens = model._process_input(x)
+            tokens = torch.cat([model.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+            return model.encoder(tokens)[:, 0]
+
+    return AnySizeViT
+
+
+@builder("vit_b_16")
+def _vit_b_16(num_classes):
+    model = _vision_transformer_class()(image_size=224, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768,
+                                        mlp_dim=3072, num_classes=num_classes)
+    # torchvision zero-initialises the head, which would make every output 0: a random one instead.
+    with torch.no_grad():
+        model.heads.head.weight.normal_(0.0, 0.05)
+        model.heads.head.bias.normal_(0.0, 0.05)
+    return model, lambda model, x: model.class_token_features(x)
+
+
+@builder("maxvit_t")
+def _maxvit_t(num_classes):
+    import torchvision
+    model = torchvision.models.maxvit_t(num_classes=num_classes)
+    # petal's heads always have a bias; torchvision's classifier[5] has none (the head is replaced by design).
+    model.classifier[5] = torch.nn.Linear(512, num_classes)
+
+    def features(model, x):  # pool, flatten, LayerNorm, Linear, Tanh: the input of classifier[5]
+        x = model.stem(x)
+        for block in model.blocks:
+            x = block(x)
+        return model.classifier[:5](x)
+
+    return model, features
+
+
+@builder("inception_v3")
+def _inception_v3(num_classes):
+    import torchvision
+    model = torchvision.models.inception_v3(num_classes=num_classes, aux_logits=True, transform_input=False,
+                                            init_weights=True)
+    # torchvision's Dropout(0.5) before fc is part of petal's head (its dropout; 0 in these tests).
+    model.dropout = torch.nn.Identity()
+
+    def features(model, x):  # Mixed_7c's output, average-pooled and flattened: the input of fc
+        captured = {}
+        hook = model.Mixed_7c.register_forward_hook(lambda module, inputs, output: captured.update(out=output))
+        model(x)
+        hook.remove()
+        return torch.flatten(model.avgpool(captured["out"]), 1)
+
+    return model, features
+
+
+def training_step_gradients(model, x, labels, mode):
+    """One training step's gradients: cross-entropy on `labels` (plus 0.4 x the auxiliary
+    classifier's, as petal's trainer adds it) backpropagated in `mode` ("train": batch statistics
+    and the auxiliary classifier; "eval": running statistics, no stochastic depth, for networks
+    whose training mode draws random numbers). Returns {name: grad} for a few parameters spread
+    over the network: the first, one a quarter and half way through, the last of the backbone and
+    the head's weight. In float64: training-mode BatchNorm over a few values per channel (inception's
+    auxiliary classifier sees 1x1 maps) makes float32 gradients of this random network differ by
+    percents between PyTorch's own runs with 1 and 2 threads, so float32 could not tell a wrong
+    backward from rounding."""
+    resized = hasattr(model, "resized") and model.resized(x.shape[-1]) is not model
+    if resized:  # vit_b_16 at another size: step the network that really runs (its own position embedding)
+        model = model.resized(x.shape[-1])
+    model.double()
+    x = x.double()
+    model.train(mode == "train")
+    model.zero_grad()
+    output = model(x)
+    if isinstance(output, tuple):  # inception_v3 in training mode: (logits, aux_logits)
+        loss = torch.nn.functional.cross_entropy(output[0], labels) + 0.4 * torch.nn.functional.cross_entropy(output[1], labels)
+    else:
+        loss = torch.nn.functional.cross_entropy(output, labels)
+    loss.backward()
+    named = [(name, p) for name, p in model.named_parameters()
+             if p.grad is not None and not (resized and name == "encoder.pos_embedding")]
+    picks = sorted({0, len(named) // 4, len(named) // 2, len(named) - 3, len(named) - 2})
+    return collections.OrderedDict(("grad:" + named[i][0], named[i][1].grad.detach().clone()) for i in picks)
+
+
 def calibrate_batchnorm(model, calibration, generator):
     """Sets every BatchNorm's running statistics from a calibration batch (as if trained on it) and
     then perturbs its affine parameters. With their initial statistics (mean 0, variance 1) deep
@@ -166,8 +274,15 @@ def calibrate_batchnorm(model, calibration, generator):
     for module in batchnorms:
         module.momentum = 1.0  # running statistics := this batch's statistics
     model.train()
+    # inception_v3's auxiliary classifier runs in training mode and needs 299 px inputs: below
+    # that it sits out the calibration (its statistics stay initial; eval never uses it).
+    auxiliary = getattr(model, "AuxLogits", None)
+    if auxiliary is not None and calibration.shape[-1] < 299:
+        model.AuxLogits = None
     with torch.no_grad():
         model(calibration)
+    if auxiliary is not None:
+        model.AuxLogits = auxiliary
     for module in batchnorms:
         module.momentum = 0.1
         with torch.no_grad():
@@ -184,6 +299,8 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--step", choices=["train", "eval"],
+                        help="also write grads.pth: one training step's gradients on labels 1, 7, ... (see training_step_gradients)")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -198,6 +315,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     torch.save(model.state_dict(), os.path.join(args.out, "weights.pth"))
     torch.save(collections.OrderedDict(input=x, output=output, features=features), os.path.join(args.out, "io.pth"))
+    if args.step:
+        labels = torch.tensor([(1 + 6 * i) % args.num_classes for i in range(args.batch)])
+        gradients = training_step_gradients(model, x, labels, args.step)
+        gradients["labels"] = labels
+        torch.save(gradients, os.path.join(args.out, "grads.pth"))
 
 
 if __name__ == "__main__":

@@ -102,6 +102,12 @@ CASES = {
     "efficientnet_b0": {"architecture": "efficientnet_b0", "head": {"hidden": [], "batch_norm": True, "dropout": -1.0}},
     "convnext_tiny": {"architecture": "convnext_tiny", "head": {"hidden": [48], "batch_norm": True, "dropout": 0.1}},
     "vgg16_bn": {"architecture": "vgg16_bn", "head": {"hidden": [64], "batch_norm": True, "dropout": 0.2}},
+    # image_size: the architectures with a size rule (stages/train/model_names.h); vit_b_16 at 64 px
+    # has its 224 px position embedding resized by the loader.
+    "vit_b_16": {"architecture": "vit_b_16", "head": {"hidden": [], "batch_norm": True, "dropout": 0.0}, "image_size": 64},
+    "maxvit_t": {"architecture": "maxvit_t", "head": {"hidden": [32], "batch_norm": True, "dropout": 0.1}, "image_size": 224},
+    "inception_v3": {"architecture": "inception_v3", "head": {"hidden": [], "batch_norm": True, "dropout": 0.0},
+                     "image_size": 96, "normalization": "inception"},
 }
 
 # Where petal puts each architecture's head, how a plain linear head is wrapped, its default
@@ -116,11 +122,22 @@ HEADS = {
     "efficientnet_lite0": ("_fc", "linear", 0.2, 1280),
     "small_cnn": ("classifier", "dropout_linear", 0.2, 256),
     "convnext_tiny": ("classifier.2", "linear", 0.0, 768),
+    "vit_b_16": ("heads.head", "linear", 0.0, 768),
+    "maxvit_t": ("classifier.5", "linear", 0.0, 512),
+    "inception_v3": ("fc", "linear", 0.5, 2048),
 }
 
 # A class name that needs quoting in YAML and one that would clash with a bare "label" column.
 CLASSES = ["daisy", "label", "l'œillet"]
 IMAGE_SIZE, EVAL_RESIZE, CACHE_SHORT_SIDE = 64, 73, 96
+
+
+def case_sizes(case):
+    """(image_size, eval_resize, cache_short_side): the defaults above, or scaled from the case's image_size."""
+    size = case.get("image_size", IMAGE_SIZE)
+    if size == IMAGE_SIZE:
+        return IMAGE_SIZE, EVAL_RESIZE, CACHE_SHORT_SIDE
+    return size, round(size * EVAL_RESIZE / IMAGE_SIZE), round(size * CACHE_SHORT_SIDE / IMAGE_SIZE)
 NORMALIZATIONS = {"imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "inception": ([0.5] * 3, [0.5] * 3)}
 
 
@@ -165,7 +182,7 @@ def head_state(prefix, architecture, head, num_classes, generator, feature_rms):
     return state
 
 
-def reference_model(architecture, num_classes, seed):
+def reference_model(architecture, num_classes, seed, size=IMAGE_SIZE):
     """make_reference.py's network (torchvision / the Lite0 package / small_cnn's twin), with
     calibrated BatchNorm statistics so that outputs depend on the input."""
     import torch
@@ -173,10 +190,10 @@ def reference_model(architecture, num_classes, seed):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
     model, features = make_reference.BUILDERS[architecture](num_classes)
-    make_reference.calibrate_batchnorm(model, torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator), generator)
+    make_reference.calibrate_batchnorm(model, torch.randn(4, 3, size, size, generator=generator), generator)
     model.eval()
     with torch.no_grad():
-        feature_rms = float(features(model, torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)).pow(2).mean().sqrt())
+        feature_rms = float(features(model, torch.randn(4, 3, size, size, generator=generator)).pow(2).mean().sqrt())
     return model, feature_rms
 
 
@@ -192,7 +209,8 @@ def make_trained(out_dir, cases=""):
             continue
         architecture, head = case["architecture"], dict(case["head"], num_classes=len(CLASSES))
         prefix = HEADS[architecture][0]
-        reference, feature_rms = reference_model(architecture, len(CLASSES), seed)
+        image_size, eval_resize, cache_short_side = case_sizes(case)
+        reference, feature_rms = reference_model(architecture, len(CLASSES), seed, image_size)
         state = reference.state_dict()
         # Only the head's keys change; for a plain linear head they are the reference's own.
         generator = torch.Generator().manual_seed(1000 + seed)
@@ -204,7 +222,7 @@ def make_trained(out_dir, cases=""):
         mean, std = NORMALIZATIONS[case.get("normalization", "imagenet")]
         write_json(os.path.join(folder, "model.json"), {
             "format": 1, "architecture": architecture, "head": head, "classes": CLASSES,
-            "preprocessing": {"image_size": IMAGE_SIZE, "eval_resize": EVAL_RESIZE, "cache_short_side": CACHE_SHORT_SIDE,
+            "preprocessing": {"image_size": image_size, "eval_resize": eval_resize, "cache_short_side": cache_short_side,
                               "upscale": False, "mean": mean, "std": std, "colour_order": "RGB"},
             "weights": "model.pt", "origin": {"weights": "none"}, "stage": "train"})
         with open(os.path.join(folder, "classes.txt"), "w", encoding="utf-8") as f:

@@ -1,5 +1,6 @@
 #include "tests/support/python_reference.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -22,9 +23,13 @@ std::string project_python() {
   return (source_dir() / ".venv/bin/python").string();
 }
 
-std::string run_python_reference(const std::string& script, const std::vector<std::string>& args) {
+int reference_threads() {
   const char* threads = std::getenv("OMP_NUM_THREADS");
-  std::string command = "OMP_NUM_THREADS=" + std::string(threads != nullptr && *threads != '\0' ? threads : "2") + " " +
+  return threads != nullptr && *threads != '\0' ? std::max(1, std::atoi(threads)) : 2;
+}
+
+std::string run_python_reference(const std::string& script, const std::vector<std::string>& args) {
+  std::string command = "OMP_NUM_THREADS=" + std::to_string(reference_threads()) + " " +
                         shell_quote(project_python()) + " " + shell_quote((source_dir() / "tests/parity" / script).string());
   for (const std::string& arg : args) command += " " + shell_quote(arg);
   std::string output;

@@ -10,8 +10,13 @@ namespace petal::test {
 // The project's Python: $PETAL_PYTHON, else <source>/.venv/bin/python.
 std::string project_python();
 
-// Runs `python <source>/tests/parity/<script> <args...>` with one intra-op thread per core budget
-// (OMP_NUM_THREADS from the environment, default 2) and returns its stdout; throws
+// The intra-op threads the references run with: OMP_NUM_THREADS from the environment, default 2.
+// A comparison computes petal's side with as many (OpenBLAS and oneDNN round differently per
+// thread count, and some reference networks amplify that beyond the tolerances).
+int reference_threads();
+
+// Runs `python <source>/tests/parity/<script> <args...>` with reference_threads() intra-op
+// threads and returns its stdout; throws
 // std::runtime_error with the script's output when it exits non-zero.
 std::string run_python_reference(const std::string& script, const std::vector<std::string>& args);
 

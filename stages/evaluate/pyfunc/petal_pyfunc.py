@@ -280,6 +280,40 @@ def _build_convnext_tiny(head):
     return model
 
 
+def _build_vit_b_16(head, image_size):
+    # torchvision's ViT is built for one input size; petal stores the 224 px position embedding
+    # (14 x 14 patches) and resizes it in forward, which _adapt_vit_b_16 does once here instead.
+    import torchvision
+    model = torchvision.models.VisionTransformer(image_size=image_size, patch_size=16, num_layers=12, num_heads=12,
+                                                 hidden_dim=768, mlp_dim=3072)
+    model.heads.head = make_head(head, 768, "linear", 0.0)
+    return model
+
+
+def _adapt_vit_b_16(state, image_size):
+    from torchvision.models.vision_transformer import interpolate_embeddings  # bicubic, aligned corners: as petal
+    return interpolate_embeddings(image_size, 16, state)
+
+
+def _build_maxvit_t(head, image_size):
+    # classifier.0 .. classifier.4 (pool, flatten, LayerNorm, Linear, Tanh) are MaxViT's; classifier.5 is petal's head.
+    import torchvision
+    model = torchvision.models.maxvit_t(weights=None, input_size=(image_size, image_size))
+    model.classifier[5] = make_head(head, 512, "linear", 0.0)
+    return model
+
+
+def _build_inception_v3(head):
+    # The auxiliary classifier is kept (its trained weights are in model.pt) but unused in eval;
+    # its Linear was replaced for N classes like the head. Inputs are normalised with mean = std = 0.5
+    # by the preprocessing, so torchvision's transform_input stays off.
+    import torchvision
+    model = torchvision.models.inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+    model.AuxLogits.fc = torch.nn.Linear(768, int(head["num_classes"]))
+    model.fc = make_head(head, 2048, "linear", 0.5)
+    return model
+
+
 def _build_dropout_linear(name, head):
     # mobilenet_v2 and efficientnet_b0: torchvision's Sequential(Dropout(0.2), Linear(1280, N)).
     model = _torchvision(name)
@@ -310,15 +344,31 @@ ARCHITECTURES = {
     "densenet121": _build_densenet121,
     "vgg16_bn": _build_vgg16_bn,
     "convnext_tiny": _build_convnext_tiny,
+    "vit_b_16": _build_vit_b_16,
+    "maxvit_t": _build_maxvit_t,
+    "inception_v3": _build_inception_v3,
     "small_cnn": lambda head: SmallCnn(make_head(head, SmallCnn.WIDTHS[-1], "dropout_linear", 0.2)),
 }
 
 
-def build_network(architecture, head):
+# Architectures whose torchvision network is built for the input size (model.json's image_size).
+SIZED_ARCHITECTURES = {"vit_b_16", "maxvit_t"}
+# State-dict adaptations to that size, applied before the strict load.
+STATE_ADAPTERS = {"vit_b_16": _adapt_vit_b_16}
+
+
+def build_network(architecture, head, image_size=224):
     if architecture not in ARCHITECTURES:
         raise ValueError(f"model.json: unknown architecture {architecture!r}; this loader knows: "
                          + ", ".join(sorted(ARCHITECTURES)))
+    if architecture in SIZED_ARCHITECTURES:
+        return ARCHITECTURES[architecture](head, image_size)
     return ARCHITECTURES[architecture](head)
+
+
+def adapt_state_dict(architecture, state, image_size):
+    adapter = STATE_ADAPTERS.get(architecture)
+    return adapter(state, image_size) if adapter else state
 
 
 def load_state_dict_file(path):
@@ -368,9 +418,10 @@ class PetalClassifier:
         self.preprocessing = Preprocessing(spec["preprocessing"])
 
         torch.set_num_threads(_threads())
-        self.network = build_network(self.architecture, head)
+        self.network = build_network(self.architecture, head, self.preprocessing.image_size)
         try:
-            self.network.load_state_dict(load_state_dict_file(weights_path), strict=True)
+            state = adapt_state_dict(self.architecture, load_state_dict_file(weights_path), self.preprocessing.image_size)
+            self.network.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise ValueError(f"{weights_path} does not fit the {self.architecture} network that model.json describes "
                              f"(head {head}):\n{error}") from error

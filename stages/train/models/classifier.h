@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace petal::models {
@@ -45,10 +46,28 @@ class ClassifierImpl : public torch::nn::Module {
 
   // Name prefixes of the backbone's blocks, from input to output (resnet: "conv1", "bn1",
   // "layer1", ..., "layer4"; mobilenet_v2: "features.0", ..., "features.18"). Every backbone
-  // parameter and buffer name starts with exactly one of them followed by '.'. The head is not listed.
+  // parameter and buffer name starts with exactly one of them followed by '.', or is one of them
+  // (vit_b_16's "class_token": a block may be a single parameter). The head is not listed.
   virtual std::vector<std::string> blocks() const = 0;
   // Name prefix of the head ("fc", "classifier", "classifier.6", "_fc").
   virtual std::string head_prefix() const = 0;
+  // Prefixes of the published weights that petal replaces by design, so a pretrained file's
+  // tensors under them are skipped: the head, and inception_v3's auxiliary classifier's Linear.
+  virtual std::vector<std::string> replaced_prefixes() const { return {head_prefix()}; }
+
+  // The logits, plus those of an auxiliary classifier while it is trained (inception_v3's
+  // "AuxLogits" in training mode); the second tensor is undefined otherwise.
+  virtual std::pair<torch::Tensor, torch::Tensor> forward_with_auxiliary(const torch::Tensor& images) {
+    return {forward(images), torch::Tensor()};
+  }
+
+  // Grad-CAM's view of the network: `map` [N, C, h, w] is a leaf that requires grad and `logits`
+  // were computed from it. Default: the last convolutional feature map. vit_b_16 overrides it
+  // with its patch tokens entering the last encoder block, laid out as the patch grid.
+  struct CamGraph {
+    torch::Tensor map, logits;
+  };
+  virtual CamGraph cam_graph(const torch::Tensor& images);
   virtual std::int64_t feature_dim() const = 0;
   virtual std::string architecture() const = 0;
 };

@@ -18,6 +18,9 @@ Classifier make_classifier(const ModelSpec& spec) {
   if (name == "efficientnet_lite0") return make_efficientnet_lite0(spec.head);
   if (name == "small_cnn") return make_small_cnn(spec.head);
   if (name == "convnext_tiny") return make_convnext_tiny(spec.head);
+  if (name == "vit_b_16") return make_vit_b_16(spec.head);
+  if (name == "maxvit_t") return make_maxvit_t(spec.head);
+  if (name == "inception_v3") return make_inception_v3(spec.head);
   throw std::invalid_argument("unknown architecture '" + name + "' (known: " + architecture_list() + ")");
 }
 

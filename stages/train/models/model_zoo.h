@@ -16,5 +16,8 @@ Classifier make_efficientnet_b0(const HeadSpec& head);
 Classifier make_efficientnet_lite0(const HeadSpec& head);
 Classifier make_small_cnn(const HeadSpec& head);
 Classifier make_convnext_tiny(const HeadSpec& head);
+Classifier make_vit_b_16(const HeadSpec& head);
+Classifier make_maxvit_t(const HeadSpec& head);
+Classifier make_inception_v3(const HeadSpec& head);
 
 }  // namespace petal::models

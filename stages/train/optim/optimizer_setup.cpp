@@ -14,7 +14,9 @@ namespace petal::train {
 
 namespace {
 
+// `name` is `prefix` itself (a block that is one parameter: vit_b_16's "class_token") or lies under it.
 bool has_prefix(const std::string& name, const std::string& prefix) {
+  if (name == prefix) return true;
   return name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && name[prefix.size()] == '.';
 }
 

@@ -60,8 +60,16 @@ StateDict rename_keys(StateDict state, const std::string& key_format) {
     }
     return state;
   }
+  if (key_format == "torchvision-vit-legacy") {
+    static const std::regex pattern(R"(^(.*\.mlp)\.linear_([12])\.(weight|bias)$)");
+    for (auto& [name, tensor] : state) {
+      std::smatch match;
+      if (std::regex_match(name, match, pattern)) name = match.str(1) + (match.str(2) == "1" ? ".0." : ".3.") + match.str(3);
+    }
+    return state;
+  }
   throw StateDictError("unknown state dict key format \"" + key_format +
-                       "\" (known: torchvision, torchvision-densenet-legacy)");
+                       "\" (known: torchvision, torchvision-densenet-legacy, torchvision-vit-legacy)");
 }
 
 StateDict module_state_dict(const torch::nn::Module& module) {

@@ -27,7 +27,9 @@ struct LoadReport {
 
 // Renames keys of files in older layouts to the module's names. Formats: "torchvision" (no change),
 // "torchvision-densenet-legacy" ("denselayer1.norm.1.weight" -> "denselayer1.norm1.weight", as
-// torchvision's own densenet loader does).
+// torchvision's own densenet loader does), "torchvision-vit-legacy" (the ViT files published before
+// torchvision's MLP block refactoring: "mlp.linear_1.weight" -> "mlp.0.weight", "mlp.linear_2" ->
+// "mlp.3", as MLPBlock._load_from_state_dict does; files in the new layout pass unchanged).
 StateDict rename_keys(StateDict state, const std::string& key_format);
 
 // Copies every matching parameter and buffer (under torch::NoGradGuard). With strict set, throws

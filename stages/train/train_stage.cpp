@@ -20,8 +20,13 @@ json initial_weights(const StageContext& ctx) {
   const std::string source = ctx.params.at("weights").get<std::string>();
   const std::string model = ctx.params.at("model").get<std::string>();
   if (source == "none") return json{{"file", ""}, {"key_format", "torchvision"}};
-  if (source == "file") return json{{"file", ctx.params.at("weights_file").get<std::string>()}, {"key_format", "torchvision"}};
   const auto published = imagenet_weights(model);
+  if (source == "file") {
+    // A local copy of a published file may use its old key names (densenet121, vit_b_16): renamed
+    // as for the download. The renames leave keys in today's layout (and petal's own files) alone.
+    return json{{"file", ctx.params.at("weights_file").get<std::string>()},
+                {"key_format", published ? published->key_format : "torchvision"}};
+  }
   if (!published) throw PetalError("no ImageNet weights are published for " + model);
   std::ofstream log(ctx.log_file, std::ios::app);
   const auto path = fetch_pretrained(*published, ctx.params.at("weights_url").get<std::string>(),

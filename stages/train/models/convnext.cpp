@@ -16,6 +16,7 @@
 
 #include "stages/train/models/classifier.h"
 #include "stages/train/models/model_zoo.h"
+#include "stages/train/models/weight_init.h"
 
 namespace petal::models {
 
@@ -133,7 +134,7 @@ class ConvNeXtTinyImpl : public ClassifierImpl {
     final_norm_ = classifier->register_module("0", LayerNorm2d(kFeatureDim));
     head_ = make_head(head, kFeatureDim, "linear", 0.0);
     classifier->register_module("2", head_.ptr());
-    initialize();
+    init_conv_linear_normal(*this, 0.02);  // torchvision: the head too; LayerNorms ones / zeros
   }
 
   torch::Tensor feature_map(const torch::Tensor& images) override { return features_->forward(images); }
@@ -153,21 +154,6 @@ class ConvNeXtTinyImpl : public ClassifierImpl {
   std::string architecture() const override { return "convnext_tiny"; }
 
  private:
-  // torchvision: every Conv2d and Linear (the head's too) truncated-normal with std 0.02 (cut at
-  // +-2, i.e. 100 standard deviations: a plain normal) and zero bias; LayerNorms ones / zeros.
-  void initialize() {
-    torch::NoGradGuard no_grad;
-    for (const auto& module : modules(/*include_self=*/false)) {
-      if (auto* conv = module->as<torch::nn::Conv2d>()) {
-        conv->weight.normal_(0.0, 0.02).clamp_(-2.0, 2.0);
-        if (conv->bias.defined()) conv->bias.zero_();
-      } else if (auto* linear = module->as<torch::nn::Linear>()) {
-        linear->weight.normal_(0.0, 0.02).clamp_(-2.0, 2.0);
-        if (linear->bias.defined()) linear->bias.zero_();
-      }
-    }
-  }
-
   torch::nn::Sequential features_{nullptr};
   LayerNorm2d final_norm_{nullptr};
   torch::nn::AnyModule head_;

@@ -28,6 +28,7 @@
 
 #include "stages/train/models/classifier.h"
 #include "stages/train/models/model_zoo.h"
+#include "stages/train/models/weight_init.h"
 
 namespace petal::models {
 
@@ -239,7 +240,7 @@ class MaxVitTImpl : public ClassifierImpl {
     blocks_.push_back("classifier.3");
     head_ = make_head(head, kFeatureDim, "linear", 0.0);
     classifier->register_module("5", head_.ptr());
-    initialize();
+    init_conv_linear_normal(*this, 0.02);  // torchvision: the head too; norms ones / zeros
   }
 
   torch::Tensor feature_map(const torch::Tensor& images) override {
@@ -259,20 +260,6 @@ class MaxVitTImpl : public ClassifierImpl {
   std::string architecture() const override { return "maxvit_t"; }
 
  private:
-  // torchvision: convs and linears normal(0, 0.02) with zero bias (the head's too); norms 1 / 0.
-  void initialize() {
-    torch::NoGradGuard no_grad;
-    for (const auto& module : modules(/*include_self=*/false)) {
-      if (auto* c = module->as<nn::Conv2d>()) {
-        c->weight.normal_(0.0, 0.02);
-        if (c->bias.defined()) c->bias.zero_();
-      } else if (auto* linear = module->as<nn::Linear>()) {
-        linear->weight.normal_(0.0, 0.02);
-        if (linear->bias.defined()) linear->bias.zero_();
-      }
-    }
-  }
-
   nn::Conv2d stem_conv_{nullptr}, stem_out_{nullptr};
   nn::BatchNorm2d stem_norm_{nullptr};
   std::vector<MaxVitLayer> layers_;

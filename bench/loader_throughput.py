@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD = REPO / "build"
+BUILD = Path(os.environ.get("PETAL_BUILD_DIR", REPO / "build"))  # another build tree, e.g. against a CUDA LibTorch
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 GOAL_SPEEDUP = 2.0
 GOAL_DECODE_FRACTION = 0.8
 
@@ -136,9 +137,12 @@ def torchvision_pipeline(settings: dict):
     if p("blur") > 0:
         kernel = 2 * math.ceil(3 * m("blur")) + 1
         steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, m("blur")))], p("blur")))
-    steps += [T.ToTensor(), T.Normalize(settings["mean"], settings["std"])]
+    # augment.json no longer records a mean/std (the train stage picks them per architecture);
+    # the benchmarks' resnet18 and mobilenet_v2 take ImageNet's statistics.
+    mean, std = settings.get("mean", IMAGENET_MEAN), settings.get("std", IMAGENET_STD)
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
     if p("noise") > 0:
-        steps.append(T.RandomApply([AddNoise(m("noise"), settings["std"])], p("noise")))
+        steps.append(T.RandomApply([AddNoise(m("noise"), std)], p("noise")))
     if p("erase") > 0:
         steps.append(T.RandomErasing(p("erase"), scale=(0.02, m("erase")), ratio=(0.3, 3.3), value=0))
     return T.Compose(steps), left_out

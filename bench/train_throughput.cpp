@@ -6,6 +6,8 @@
 //
 //   petal_bench_train --model resnet18 --mode compute|epoch|forward --size 128 --batch 32 --threads 2
 //                     [--steps 20] [--warmup 3] [--data AUGMENT_OUT] [--workers 2] [--max-batches N]
+//                     [--device cpu|cuda] [--channels-last 0|1] [--amp 0|1]
+#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "stages/train/loader.h"
+#include "stages/train/loss_scaler.h"
 #include "stages/train/models/model_zoo.h"
 
 namespace {
@@ -37,7 +40,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> args = {{"model", "resnet18"}, {"mode", "compute"}, {"size", "128"},
                                              {"batch", "32"},       {"threads", "2"},     {"steps", "20"},
                                              {"warmup", "3"},       {"data", ""},         {"workers", "2"},
-                                             {"max-batches", "0"},  {"classes", "5"}};
+                                             {"max-batches", "0"},  {"classes", "5"},    {"device", "cpu"},
+                                             {"channels-last", "0"}, {"amp", "0"}};
   for (int i = 1; i + 1 < argc; i += 2) args[std::string(argv[i]).substr(2)] = argv[i + 1];
   const int threads = std::stoi(args["threads"]);
   torch::set_num_threads(threads);
@@ -48,15 +52,37 @@ int main(int argc, char** argv) {
   spec.architecture = args["model"];
   spec.head.num_classes = std::stoll(args["classes"]);
   auto model = petal::models::make_classifier(spec);
+  // --device cuda [--channels-last 1] [--amp 1]: as the train stage does it (train_impl.cpp, trainer.cpp).
+  const torch::Device device(args["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
+  const bool channels_last = args["channels-last"] == "1", amp = args["amp"] == "1" && device.is_cuda();
+  const auto memory_format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  model->to(device);
+  if (channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& param : model->parameters()) {
+      if (param.dim() == 4) param.set_data(param.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  const auto step = [&](const torch::Tensor& images, const torch::Tensor& labels) {
+  std::vector<torch::Tensor> parameters = model->parameters();
+  petal::train::LossScaler scaler(amp);
+  const auto step = [&](const torch::Tensor& cpu_images, const torch::Tensor& cpu_labels) {
+    const torch::Tensor images = cpu_images.to(device, /*non_blocking=*/true).contiguous(memory_format);
+    const torch::Tensor labels = cpu_labels.to(device);
     optimizer.zero_grad();
-    const auto [logits, auxiliary] = model->forward_with_auxiliary(images);
+    if (amp) at::autocast::set_enabled(true);
+    auto [logits, auxiliary] = model->forward_with_auxiliary(images);
+    if (amp) {
+      at::autocast::set_enabled(false);
+      at::autocast::clear_cache();
+      logits = logits.to(torch::kFloat32);
+      if (auxiliary.defined()) auxiliary = auxiliary.to(torch::kFloat32);
+    }
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
     if (auxiliary.defined()) loss = loss + 0.4 * torch::nn::functional::cross_entropy(auxiliary, labels);
-    loss.backward();
-    optimizer.step();
+    scaler.scale(loss).backward();
+    if (scaler.unscale(parameters)) optimizer.step();
     return loss.item<double>();
   };
 
@@ -66,7 +92,7 @@ int main(int argc, char** argv) {
   const std::int64_t batch = std::stoll(args["batch"]);
   if (args["mode"] == "forward") {
     const std::int64_t size = std::stoll(args["size"]);
-    const torch::Tensor x = torch::randn({batch, 3, size, size});
+    const torch::Tensor x = torch::randn({batch, 3, size, size}).to(device).contiguous(memory_format);
     model->eval();
     torch::NoGradGuard no_grad;
     for (int i = 0; i < std::stoi(args["warmup"]); ++i) model->forward(x);
@@ -78,8 +104,8 @@ int main(int argc, char** argv) {
     seconds = std::chrono::duration<double>(Clock::now() - start).count();
   } else if (args["mode"] == "compute") {
     const std::int64_t size = std::stoll(args["size"]);
-    const torch::Tensor x = torch::randn({batch, 3, size, size});
-    const torch::Tensor y = torch::randint(0, spec.head.num_classes, {batch}, torch::kLong);
+    const torch::Tensor x = torch::randn({batch, 3, size, size}).to(device).contiguous(memory_format);
+    const torch::Tensor y = torch::randint(0, spec.head.num_classes, {batch}, torch::kLong).to(device);
     for (int i = 0; i < std::stoi(args["warmup"]); ++i) step(x, y);
     const auto start = Clock::now();
     for (int i = 0; i < std::stoi(args["steps"]); ++i) {
@@ -109,7 +135,8 @@ int main(int argc, char** argv) {
                               {"mode", args["mode"]},     {"images", images},
                               {"seconds", seconds},       {"images_per_second", images / seconds},
                               {"loss", last_loss},        {"hwm_kb", status_kb("VmHWM")},
-                              {"threads", threads},       {"torch", TORCH_VERSION}};
+                              {"threads", threads},       {"torch", TORCH_VERSION},
+                              {"device", args["device"]}, {"channels_last", channels_last}, {"amp", amp}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

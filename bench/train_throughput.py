@@ -22,6 +22,8 @@ Usage:
   python3 bench/train_throughput.py [--models resnet18,mobilenet_v2] [--size 128] [--batch 32]
                                     [--threads 2] [--workers 2] [--steps 20] [--max-batches 0]
                                     [--rounds 1] [--datasets DIR] [--no-build] [--keep]
+                                    [--device cpu|cuda] [--channels-last] [--amp]
+  PETAL_BUILD_DIR=build-cuda picks another build tree (e.g. one against a CUDA LibTorch).
 
 Exit status: 0 when the goals pass (compute >= 1.0x, epoch >= 1.3x, petal's peak memory <= the
 Python side's, for every model), 1 when one fails, 2 when the benchmark could not run.
@@ -57,22 +59,30 @@ def python_side(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
-    model = getattr(torchvision.models, args.model)(num_classes=5)
+    device = torch.device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    amp = args.amp and device.type == "cuda"
+    model = getattr(torchvision.models, args.model)(num_classes=5).to(device, memory_format=memory_format)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def step(x, y):
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         return float(loss)
 
     images, loss = 0, 0.0
     if args.mode == "compute":
-        x = torch.randn(args.batch, 3, args.size, args.size)
-        y = torch.randint(0, 5, (args.batch,))
+        x = torch.randn(args.batch, 3, args.size, args.size).to(device).contiguous(memory_format=memory_format)
+        y = torch.randint(0, 5, (args.batch,)).to(device)
         for _ in range(args.warmup):
             step(x, y)
         start = time.perf_counter()
@@ -101,7 +111,7 @@ def python_side(args: argparse.Namespace) -> None:
                     return transform(image.convert("RGB")), label
 
         loader = DataLoader(Files(), batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                            generator=torch.Generator().manual_seed(0))
+                            generator=torch.Generator().manual_seed(0), pin_memory=device.type == "cuda")
         start = time.perf_counter()  # the epoch includes starting the workers and their first batches
         for number, (x, y) in enumerate(loader):
             loss = step(x, y)
@@ -111,7 +121,7 @@ def python_side(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
     print(json.dumps({"side": "python", "model": args.model, "mode": args.mode, "images": images, "seconds": seconds,
                       "images_per_second": images / seconds, "loss": loss, "threads": args.threads,
-                      "torch": torch.__version__}), flush=True)
+                      "torch": torch.__version__, "device": args.device}), flush=True)
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -176,6 +186,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--max-batches", type=int, default=0, help="cut the epoch after N batches (0: whole epoch)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (both sides)")
+    parser.add_argument("--amp", action="store_true", help="CUDA: float16 autocast with loss scaling (both sides)")
     parser.add_argument("--datasets", default=os.environ.get("PETAL_DATASETS", str(REPO.parent / "shared" / "datasets")))
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--keep", action="store_true")
@@ -209,9 +222,13 @@ def main() -> int:
             for mode in ("compute", "epoch"):
                 common = ["--model", model, "--mode", mode, "--size", str(args.size), "--batch", str(args.batch),
                           "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                          "--workers", str(args.workers), "--max-batches", str(args.max_batches)]
-                petal_argv = [str(BUILD / "petal_bench_train"), *common, "--data", str(data)]
-                python_argv = [python, __file__, "--side", "python", *common, "--data", str(data), "--root", str(dataset)]
+                          "--workers", str(args.workers), "--max-batches", str(args.max_batches),
+                          "--device", args.device]
+                extra_petal = ["--channels-last", str(int(args.channels_last)), "--amp", str(int(args.amp))]
+                extra_python = (["--channels-last"] if args.channels_last else []) + (["--amp"] if args.amp else [])
+                petal_argv = [str(BUILD / "petal_bench_train"), *common, *extra_petal, "--data", str(data)]
+                python_argv = [python, __file__, "--side", "python", *common, *extra_python, "--data", str(data),
+                               "--root", str(dataset)]
                 for side, argv in (("petal", petal_argv), ("python", python_argv)):
                     print(f"  round {round_number + 1}: {model} {mode} {side} ...", flush=True)
                     result = measure(argv, env)
@@ -220,7 +237,8 @@ def main() -> int:
 
     torch_versions = {r[0]["torch"] for r in results.values()}
     print()
-    print(f"training throughput, {args.size} px, batch {args.batch}, {args.threads} intra-op threads, "
+    device = args.device + (", channels-last" if args.channels_last else "") + (", float16 autocast" if args.amp else "")
+    print(f"training throughput on {device}, {args.size} px, batch {args.batch}, {args.threads} intra-op threads, "
           f"{args.workers} loader workers, SGD; median of {args.rounds} round(s); torch {', '.join(sorted(torch_versions))}")
     print(f"{'model':<14} {'mode':<8} {'petal img/s':>12} {'PyTorch img/s':>14} {'ratio':>7} {'goal':>6} "
           f"{'petal MB':>9} {'PyTorch MB':>11} {'MB ratio':>9}")

@@ -1,5 +1,6 @@
 // The train and finetune stages end to end through the `petal` CLI and petal-worker: learning a
 // small task, outputs Python can read, resuming a killed run, ImageNet weights from a server.
+#include <torch/cuda.h>
 #include <torch/types.h>
 
 #include "tests/support/torch_doctest.h"
@@ -227,6 +228,87 @@ TEST_CASE("train stage: a killed run resumes from its last epoch checkpoint and 
   MESSAGE("largest weight difference, resumed vs uninterrupted: " << difference);
   CHECK(difference == 0.0);
   CHECK_FALSE(fs::exists(dir / "state/cache/resume" / resumed.parent_path().filename()));  // removed on commit
+}
+
+// The largest parameter or buffer difference relative to the largest magnitude in `b`.
+double relative_difference(const weights::StateDict& a, const weights::StateDict& b) {
+  double scale = 0;
+  for (const auto& [name, tensor] : b) scale = std::max(scale, tensor.to(torch::kFloat64).abs().max().item<double>());
+  return max_difference(a, b) / scale;
+}
+
+struct TrainedRun {
+  weights::StateDict weights;
+  nlohmann::json metrics;
+  std::vector<std::string> history;  // history.csv's rows
+};
+
+// One seeded small-CNN run in its own state folder; `extra` adds [train] keys (device, ...).
+TrainedRun train_colour_task(const std::string& extra) {
+  TempDir dir;
+  make_colour_dataset(dir / "data");
+  test::write_file(dir / "x.toml", experiment(dir / "data",
+                                              "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\n"
+                                              "optimizer = \"sgd\"\nlr = 0.02\nseed = 5\nhead_dropout = 0\n"
+                                              "restore_best = false\n" + extra));
+  std::string output;
+  REQUIRE(petal(dir, "run x.toml", &output) == 0);
+  const fs::path out = stage_output(dir, "train");
+  const auto manifest = nlohmann::json::parse(test::read_file(out.parent_path() / "manifest.json"));
+  return {weights::read_state_dict(out / "model.pt"), manifest["report"]["metrics"], lines_of(out / "history.csv")};
+}
+
+// history.csv's column `column` (0 = epoch) as numbers, one per epoch.
+std::vector<double> history_column(const TrainedRun& run, std::size_t column) {
+  std::vector<double> values;
+  for (std::size_t row = 1; row < run.history.size(); ++row) {
+    std::istringstream fields(run.history[row]);
+    std::string field;
+    for (std::size_t i = 0; i <= column; ++i) std::getline(fields, field, ',');
+    values.push_back(std::stod(field));
+  }
+  return values;
+}
+
+// CUDA runs where LibTorch has a usable device; elsewhere (CI has none) this says so and passes.
+// No dropout (CUDA draws its masks from another generator, Philox, than the CPU) and no restore of
+// the best epoch (a tie broken by float rounding would pick another epoch): the last epoch's weights.
+TEST_CASE("train stage on CUDA: the CPU's losses and weights within float32 rounding, deterministic, channels-last, mixed precision") {
+  if (!torch::cuda::is_available()) {
+    MESSAGE("no usable CUDA device in this LibTorch build: the CUDA training checks did not run");
+    return;
+  }
+  const TrainedRun cpu = train_colour_task("epochs = 3\ndevice = \"cpu\"");
+  const TrainedRun cuda = train_colour_task("epochs = 3\ndevice = \"cuda\"");
+  const TrainedRun cuda_again = train_colour_task("epochs = 3\ndevice = \"cuda\"");
+  const TrainedRun channels_last = train_colour_task("epochs = 3\ndevice = \"cuda\"\nchannels_last = true");
+  constexpr std::size_t kTrainLoss = 1, kValLoss = 4;
+  for (const std::size_t column : {kTrainLoss, kValLoss}) {
+    const auto on_cpu = history_column(cpu, column), on_cuda = history_column(cuda, column);
+    REQUIRE(on_cpu.size() == on_cuda.size());
+    for (std::size_t epoch = 0; epoch < on_cpu.size(); ++epoch) {
+      MESSAGE("epoch " << epoch + 1 << (column == kTrainLoss ? " train" : " val") << " loss: CPU " << on_cpu[epoch]
+                       << ", CUDA " << on_cuda[epoch]);
+      CHECK(on_cuda[epoch] == doctest::Approx(on_cpu[epoch]).epsilon(1e-3));
+    }
+  }
+  const double cuda_vs_cpu = relative_difference(cuda.weights, cpu.weights);
+  const double repeat = max_difference(cuda.weights, cuda_again.weights);
+  const double channels_last_vs_cpu = relative_difference(channels_last.weights, cpu.weights);
+  MESSAGE("relative weight difference CUDA vs CPU: " << cuda_vs_cpu << ", channels-last CUDA vs CPU: "
+                                                     << channels_last_vs_cpu << "; two CUDA runs: " << repeat);
+  CHECK(cuda_vs_cpu < 1e-3);
+  CHECK(channels_last_vs_cpu < 1e-3);
+  CHECK(repeat == 0.0);  // deterministic = true (the default) holds on the GPU too
+
+  // float16 autocast with loss scaling learns the task; the weights stay float32.
+  const TrainedRun mixed = train_colour_task("epochs = 6\ndevice = \"cuda\"\nchannels_last = true\nmixed_precision = true");
+  MESSAGE("mixed precision: best val accuracy " << mixed.metrics["best_val_accuracy"]);
+  CHECK(mixed.metrics["best_val_accuracy"].get<double>() >= 0.8);
+  for (const auto& [name, tensor] : mixed.weights) {
+    INFO(name);
+    CHECK((tensor.scalar_type() == torch::kFloat32 || tensor.scalar_type() == torch::kLong));
+  }
 }
 
 TEST_CASE("train stage: ImageNet weights from a server, their sha256 prefix checked, the backbone frozen") {

@@ -107,7 +107,8 @@ MixedBatch mixup(const at::Tensor& images, const at::Tensor& labels, std::int64_
   Rng rng = mix_rng(seed, step, kMixDraws);
   const double lambda = beta(rng, alpha, alpha);
   at::Tensor perm = permutation(rng, images.size(0));
-  at::Tensor mixed = images.mul(lambda).add_(images.index_select(0, perm), 1.0 - lambda);
+  // The permutation is drawn on the CPU (labels stay there); the images may be on a GPU.
+  at::Tensor mixed = images.mul(lambda).add_(images.index_select(0, perm.to(images.device())), 1.0 - lambda);
   return finish(std::move(mixed), labels, std::move(perm), num_classes, lambda, false);
 }
 
@@ -127,7 +128,7 @@ MixedBatch cutmix(const at::Tensor& images, const at::Tensor& labels, std::int64
   const std::int64_t y1 = std::clamp<std::int64_t>(cy - cut_h / 2, 0, h), y2 = std::clamp<std::int64_t>(cy + cut_h / 2, 0, h);
   at::Tensor mixed = images.clone();
   if (x2 > x1 && y2 > y1) {
-    mixed.slice(2, y1, y2).slice(3, x1, x2).copy_(images.slice(2, y1, y2).slice(3, x1, x2).index_select(0, perm));
+    mixed.slice(2, y1, y2).slice(3, x1, x2).copy_(images.slice(2, y1, y2).slice(3, x1, x2).index_select(0, perm.to(images.device())));
   }
   const double lambda = 1.0 - static_cast<double>((x2 - x1) * (y2 - y1)) / static_cast<double>(w * h);
   return finish(std::move(mixed), labels, std::move(perm), num_classes, lambda, true);

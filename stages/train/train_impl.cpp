@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 
@@ -134,7 +135,11 @@ void run_phase(StageContext& ctx, bool finetune) {
   const json& p = ctx.params;
   const int threads = p.at("threads").get<long long>() > 0 ? static_cast<int>(p.at("threads").get<long long>()) : ctx.threads;
   torch::set_num_threads(threads);
-  if (p.at("deterministic").get<bool>()) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  if (p.at("deterministic").get<bool>()) {
+    // cuBLAS is deterministic only with a fixed workspace, chosen before its first handle exists.
+    ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  }
   // Data parallelism: `petal run --nproc/--nnodes` (or any launcher) sets the rendezvous variables.
   const train::RendezvousSpec rendezvous = train::RendezvousSpec::from_environment();
   torch::Device device = choose_device(p.at("device"));

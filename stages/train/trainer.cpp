@@ -14,6 +14,7 @@
 #include "stages/train/classification_metrics.h"
 #include "stages/train/distributed/data_parallel.h"
 #include "stages/train/loader.h"
+#include "stages/train/loss_scaler.h"
 #include "stages/train/weights/state_dict_load.h"
 
 namespace petal::train {
@@ -155,36 +156,6 @@ torch::Tensor training_loss(const torch::Tensor& logits, const MixedBatch* mixed
   }
   return per_sample.sum(1).mean();
 }
-
-class LossScaler {
- public:
-  explicit LossScaler(bool enabled) : enabled_(enabled) {}
-  torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
-  // Unscales the gradients; false (and the scale halves) if any is inf/NaN: skip this step.
-  bool unscale(const std::vector<torch::Tensor>& params) {
-    if (!enabled_) return true;
-    for (const auto& p : params) {
-      if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) {
-        scale_ /= 2;
-        good_steps_ = 0;
-        return false;
-      }
-    }
-    for (const auto& p : params) {
-      if (p.grad().defined()) p.grad().div_(scale_);
-    }
-    if (++good_steps_ == 2000) {
-      scale_ *= 2;
-      good_steps_ = 0;
-    }
-    return true;
-  }
-
- private:
-  bool enabled_;
-  double scale_ = 65536;
-  int good_steps_ = 0;
-};
 
 // Features of a whole split from the frozen backbone, in cache order.
 std::pair<torch::Tensor, torch::Tensor> extract_features(models::ClassifierImpl& model, BatchLoader& loader,

@@ -3,8 +3,27 @@
 #include <torch/serialize/archive.h>
 
 #include <cmath>
+#include <sstream>
+#include <string>
+#include <type_traits>
 
 namespace petal::train {
+namespace {
+
+// LibTorch keys optimizer state by the parameter's TensorImpl: 1.13 by its address printed to a
+// string, 2.x by the pointer itself. The state map's key type says which this build has.
+template <typename Key>
+Key optimizer_state_key(const torch::Tensor& param) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream address;
+    address << static_cast<const void*>(param.unsafeGetTensorImpl());
+    return address.str();
+  } else {
+    return param.unsafeGetTensorImpl();
+  }
+}
+
+}  // namespace
 
 void RAdamOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
@@ -54,8 +73,7 @@ torch::Tensor RAdam::step(LossClosure closure) {
     for (auto& param : group.params()) {
       if (!param.grad().defined()) continue;
       torch::Tensor grad = param.grad();
-      // LibTorch keys optimizer state by the parameter's TensorImpl address, as a string.
-      const std::string key = c10::guts::to_string(param.unsafeGetTensorImpl());
+      const auto key = optimizer_state_key<decltype(state_)::key_type>(param);
       auto found = state_.find(key);
       if (found == state_.end()) {
         auto state = std::make_unique<RAdamParamState>();

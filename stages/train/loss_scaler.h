@@ -1,0 +1,30 @@
+#pragma once
+// Dynamic loss scaling for float16 autocast on CUDA, as torch.cuda.amp.GradScaler does it: the
+// loss is multiplied by a large scale before backward so small gradients survive float16; before
+// the optimizer step the gradients are unscaled, and a step whose gradients hold an inf or NaN is
+// skipped and the scale halved. After 2000 good steps in a row the scale doubles.
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace petal::train {
+
+class LossScaler {
+ public:
+  // Disabled, it passes the loss through and every step goes ahead.
+  explicit LossScaler(bool enabled) : enabled_(enabled) {}
+  torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
+  // Unscales the gradients of `params` in place; false (and the scale halves) if any is inf/NaN:
+  // then skip this step. One fused kernel per device checks and unscales every gradient, so a
+  // step waits for the GPU once, not once per parameter.
+  bool unscale(const std::vector<torch::Tensor>& params);
+  double current_scale() const { return scale_; }
+
+ private:
+  bool enabled_;
+  double scale_ = 65536;
+  int good_steps_ = 0;
+};
+
+}  // namespace petal::train

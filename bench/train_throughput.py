@@ -31,6 +31,7 @@ Python side's, for every model), 1 when one fails, 2 when the benchmark could no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -66,13 +67,15 @@ def python_side(args: argparse.Namespace) -> None:
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    # torch.amp.GradScaler is 2.3+; torch.cuda.amp.GradScaler is the same class before that.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch.amp, "GradScaler") else \
+        torch.cuda.amp.GradScaler(enabled=amp)
 
     def step(x, y):
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext():
             loss = loss_fn(model(x), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

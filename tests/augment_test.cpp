@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -379,6 +380,52 @@ TEST_CASE("jpeg_size reads the frame header, and decode_image gives RGB at the c
   CHECK(decode_image(png, 1000, false).size() == cv::Size(400, 300));  // never enlarged...
   CHECK(decode_image(png, 600, true).size() == cv::Size(800, 600));    // ...unless asked
   CHECK_THROWS_AS(decode_image(std::vector<unsigned char>{1, 2, 3}, 64, false), std::runtime_error);
+}
+
+// Resident kB of this process's mappings of files named `name` (from /proc/self/smaps: a mapping's
+// header line starts with its address range "start-end", its fields follow as "Name: value").
+long resident_kb_of_mapping(const std::string& name) {
+  std::ifstream smaps("/proc/self/smaps");
+  long total = 0;
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    const std::string first = line.substr(0, line.find(' '));
+    const bool header = first.find('-') != std::string::npos &&
+                        std::all_of(first.begin(), first.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == '-'; });
+    if (header) {
+      inside = line.size() >= name.size() && line.compare(line.size() - name.size(), name.size(), name) == 0;
+    } else if (inside && first == "Rss:") {
+      total += std::stol(line.substr(4));
+    }
+  }
+  return total;
+}
+
+TEST_CASE("the image cache hands an image's pages back after use, and the image still reads the same") {
+  TempDir dir;
+  std::vector<cv::Mat> images;
+  for (int i = 0; i < 6; ++i) images.push_back(pattern(120, 90, i));  // 32 kB each: several pages
+  {
+    ImageCacheWriter writer(dir.path(), {"a"}, 90);
+    for (std::size_t i = 0; i < images.size(); ++i) writer.add(images[i], 0, "train", "p" + std::to_string(i));
+    writer.finish();
+  }
+  const ImageCache cache(dir.path());
+  double sum = 0;
+  for (std::size_t i = 0; i < cache.size(); ++i) sum += cv::sum(cache.image(i))[0];
+  const long touched = resident_kb_of_mapping("images.bin");
+  CHECK(sum > 0);
+  CHECK(touched >= 150);  // about 6 x 32 kB mapped in by the reads
+  for (std::size_t i = 0; i < cache.size(); ++i) cache.release(i);
+  const long released = resident_kb_of_mapping("images.bin");
+  MESSAGE("resident kB of images.bin: " << touched << " after reading every image, " << released << " after release");
+  CHECK(released == 0);
+  // Released pages, a neighbour's shared boundary page included, fault back in with the same pixels.
+  for (std::size_t i = 0; i < cache.size(); ++i) {
+    CAPTURE(i);
+    CHECK(same_bytes(cache.image(i), images[i]));
+    cache.release(i);
+  }
 }
 
 TEST_CASE("the image cache round-trips pixels through a memory mapping") {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -132,6 +133,17 @@ ImageCache::~ImageCache() {
 cv::Mat ImageCache::image(std::size_t i) const {
   const CacheEntry& e = entries_.at(i);
   return cv::Mat(e.height, e.width, CV_8UC3, const_cast<unsigned char*>(mapped_ + e.offset));
+}
+
+void ImageCache::release(std::size_t i) const {
+  const CacheEntry& e = entries_.at(i);
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t first = e.offset / page * page;
+  const std::uint64_t end = std::min<std::uint64_t>((e.offset + e.bytes() + page - 1) / page * page, mapped_size_);
+  if (!mapped_ || end <= first) return;
+  // A page shared with a neighbouring image is dropped too; a reader of that image faults it back
+  // in from the page cache (the mapping is read-only and the file never changes).
+  ::madvise(const_cast<unsigned char*>(mapped_ + first), end - first, MADV_DONTNEED);
 }
 
 std::vector<std::size_t> ImageCache::indices_of(const std::string& split) const {

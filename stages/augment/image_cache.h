@@ -72,6 +72,11 @@ class ImageCache {
   // A view of image i inside the mapping (no copy). The memory is read-only: never write to it
   // (OpenCV's Mat cannot express const; writing would crash).
   cv::Mat image(std::size_t i) const;
+  // Unmaps image i's pages from this process (they stay in the page cache; the next image(i)
+  // maps them again) once its pixels have been used. Without it every page an epoch touches
+  // stays resident in this process: the whole cache, hundreds of MB, on top of the training.
+  // Views of image i stay valid: reading one again faults its pages back in.
+  void release(std::size_t i) const;
   const std::vector<std::string>& classes() const { return classes_; }
   // Indices of the entries of one split, in cache order.
   std::vector<std::size_t> indices_of(const std::string& split) const;

@@ -143,6 +143,7 @@ struct BatchLoader::Impl {
                                         settings.image_size, settings.eval_resize)
               : augment::eval_transform(source, settings.image_size, settings.eval_resize);
       augment::normalize_into(sample, pixels + j * per_sample, options.channels_last, normalization);
+      cache.release(static_cast<std::size_t>(row));
       labels[j] = cache.entry(static_cast<std::size_t>(row)).label;
       indices[j] = row;
     }

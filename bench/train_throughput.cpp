@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "stages/train/allocator_tuning.h"
 #include "stages/train/loader.h"
 #include "stages/train/loss_scaler.h"
 #include "stages/train/models/model_zoo.h"
@@ -37,6 +38,7 @@ long status_kb(const char* key) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  petal::train::keep_freed_memory_for_reuse();  // as petal-worker does
   std::map<std::string, std::string> args = {{"model", "resnet18"}, {"mode", "compute"}, {"size", "128"},
                                              {"batch", "32"},       {"threads", "2"},     {"steps", "20"},
                                              {"warmup", "3"},       {"data", ""},         {"workers", "2"},

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "stages/evaluate/predict_command.h"
+#include "stages/train/allocator_tuning.h"
 #include "stages/worker/torch_stages.h"
 #include "stages/worker/worker_protocol.h"
 
@@ -39,6 +40,7 @@ void configure_threads(int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  petal::train::keep_freed_memory_for_reuse();
   if (argc == 2 && std::strcmp(argv[1], "--probe") == 0) return probe();
   if (argc == 3 && std::strcmp(argv[1], "run-stage") == 0) {
     return petal::serve_worker_request(argv[2], petal::torch_stage_table(), configure_threads);

@@ -7,7 +7,6 @@
 //   petal_bench_train --model resnet18 --mode compute|epoch|forward --size 128 --batch 32 --threads 2
 //                     [--steps 20] [--warmup 3] [--data AUGMENT_OUT] [--workers 2] [--max-batches N]
 //                     [--device cpu|cuda] [--channels-last 0|1] [--amp 0|1]
-#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
@@ -19,10 +18,12 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 
 #include "stages/train/allocator_tuning.h"
 #include "stages/train/loader.h"
-#include "stages/train/loss_scaler.h"
+#include "stages/train/mixed_precision.h"
+#include "stages/train/models/memory_format.h"
 #include "stages/train/models/model_zoo.h"
 
 namespace {
@@ -59,12 +60,7 @@ int main(int argc, char** argv) {
   const bool channels_last = args["channels-last"] == "1", amp = args["amp"] == "1" && device.is_cuda();
   const auto memory_format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   model->to(device);
-  if (channels_last) {
-    torch::NoGradGuard no_grad;
-    for (auto& param : model->parameters()) {
-      if (param.dim() == 4) param.set_data(param.data().contiguous(torch::MemoryFormat::ChannelsLast));
-    }
-  }
+  if (channels_last) petal::models::use_channels_last(*model);
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   std::vector<torch::Tensor> parameters = model->parameters();
@@ -73,14 +69,13 @@ int main(int argc, char** argv) {
     const torch::Tensor images = cpu_images.to(device, /*non_blocking=*/true).contiguous(memory_format);
     const torch::Tensor labels = cpu_labels.to(device);
     optimizer.zero_grad();
-    if (amp) at::autocast::set_enabled(true);
-    auto [logits, auxiliary] = model->forward_with_auxiliary(images);
-    if (amp) {
-      at::autocast::set_enabled(false);
-      at::autocast::clear_cache();
-      logits = logits.to(torch::kFloat32);
-      if (auxiliary.defined()) auxiliary = auxiliary.to(torch::kFloat32);
+    torch::Tensor logits, auxiliary;
+    {
+      const petal::train::AutocastScope autocast(amp);
+      std::tie(logits, auxiliary) = model->forward_with_auxiliary(images);
     }
+    logits = logits.to(torch::kFloat32);
+    if (auxiliary.defined()) auxiliary = auxiliary.to(torch::kFloat32);
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
     if (auxiliary.defined()) loss = loss + 0.4 * torch::nn::functional::cross_entropy(auxiliary, labels);
     scaler.scale(loss).backward();

@@ -14,6 +14,7 @@
 #include "stages/augment/normalize.h"
 #include "stages/train/distributed/collective.h"
 #include "stages/train/model_names.h"
+#include "stages/train/models/memory_format.h"
 #include "stages/train/models/model_zoo.h"
 #include "stages/train/trained_model.h"
 #include "stages/train/trainer.h"
@@ -217,12 +218,7 @@ void run_phase(StageContext& ctx, bool finetune) {
     if (!size_problem.empty()) throw std::runtime_error("[" + ctx.stage_name + "] " + size_problem);
   }
   model->to(device);
-  if (p.at("channels_last").get<bool>()) {
-    torch::NoGradGuard no_grad;
-    for (auto& param : model->parameters()) {
-      if (param.dim() == 4) param.set_data(param.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-  }
+  if (p.at("channels_last").get<bool>()) models::use_channels_last(*model);
 
   std::unique_ptr<train::Collective> collective;
   if (rendezvous.active()) collective = train::connect_collective(rendezvous, device.is_cuda());

@@ -1,6 +1,5 @@
 #include "stages/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/utils/clip_grad.h>
 
@@ -14,7 +13,7 @@
 #include "stages/train/classification_metrics.h"
 #include "stages/train/distributed/data_parallel.h"
 #include "stages/train/loader.h"
-#include "stages/train/loss_scaler.h"
+#include "stages/train/mixed_precision.h"
 #include "stages/train/weights/state_dict_load.h"
 
 namespace petal::train {
@@ -345,27 +344,25 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
         mixed = mix_batch(input, labels.cpu(), classes, options.mix, options.seed, iteration);
         x = mixed->images;
       }
-      const bool autocast = options.mixed_precision && options.device.is_cuda();
-      if (autocast) at::autocast::set_enabled(true);
       torch::Tensor logits, auxiliary_logits;
-      if (input_is_features) {
-        logits = model.classify(x);
-      } else if (head_only) {
-        torch::Tensor features;
-        {
-          torch::NoGradGuard no_grad;
-          features = model.features(x);
+      {
+        const AutocastScope autocast(options.mixed_precision && options.device.is_cuda());
+        if (input_is_features) {
+          logits = model.classify(x);
+        } else if (head_only) {
+          torch::Tensor features;
+          {
+            torch::NoGradGuard no_grad;
+            features = model.features(x);
+          }
+          logits = model.classify(features);
+        } else {
+          std::tie(logits, auxiliary_logits) = model.forward_with_auxiliary(x);
         }
-        logits = model.classify(features);
-      } else {
-        std::tie(logits, auxiliary_logits) = model.forward_with_auxiliary(x);
       }
-      if (autocast) {
-        at::autocast::set_enabled(false);
-        at::autocast::clear_cache();
-        logits = logits.to(torch::kFloat32);
-        if (auxiliary_logits.defined()) auxiliary_logits = auxiliary_logits.to(torch::kFloat32);
-      }
+      // The loss in float32 (a no-op without autocast).
+      logits = logits.to(torch::kFloat32);
+      if (auxiliary_logits.defined()) auxiliary_logits = auxiliary_logits.to(torch::kFloat32);
       torch::Tensor loss =
           training_loss(logits, mixed ? &*mixed : nullptr, labels, class_weights, options.label_smoothing);
       if (auxiliary_logits.defined()) {

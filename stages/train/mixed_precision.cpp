@@ -1,8 +1,19 @@
-#include "stages/train/loss_scaler.h"
+#include "stages/train/mixed_precision.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 
 namespace petal::train {
+
+AutocastScope::AutocastScope(bool enabled) : enabled_(enabled) {
+  if (enabled_) at::autocast::set_enabled(true);
+}
+
+AutocastScope::~AutocastScope() {
+  if (!enabled_) return;
+  at::autocast::set_enabled(false);
+  at::autocast::clear_cache();
+}
 
 bool LossScaler::unscale(const std::vector<torch::Tensor>& params) {
   if (!enabled_) return true;

@@ -1,4 +1,6 @@
 #pragma once
+// Float16 mixed precision on CUDA: the autocast scope of a forward pass, and dynamic loss scaling.
+//
 // Dynamic loss scaling for float16 autocast on CUDA, as torch.cuda.amp.GradScaler does it: the
 // loss is multiplied by a large scale before backward so small gradients survive float16; before
 // the optimizer step the gradients are unscaled, and a step whose gradients hold an inf or NaN is
@@ -9,6 +11,19 @@
 #include <vector>
 
 namespace petal::train {
+
+// Float16 autocast for the forward passes inside the scope (when enabled); on leaving, autocast is
+// off again and its cast cache cleared, so no cast of this step's weights outlives it.
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enabled);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+};
 
 class LossScaler {
  public:

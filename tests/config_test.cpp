@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "pipeline/config/experiment.h"
+#include "pipeline/config/param_spec.h"
 #include "tests/support/test_support.h"
 
 using namespace petal;
@@ -53,6 +54,21 @@ TEST_CASE("exact error texts for invalid values") {
         "x.toml:3:1: split.ratios must sum to 1 (got 1.1)");
   CHECK(errors_of(dir, "name = \"d\"\n[download]\nsource = \"lcoal\"\npath = \".\"\n") ==
         "x.toml:3:1: download.source must be one of \"local\", \"url\", \"auto\", \"flowers102\" (got \"lcoal\"; did you mean \"local\"?)");
+}
+
+TEST_CASE("a choice that accepts booleans canonicalises them to the choice of that name") {
+  const ParamSpec spec = ParamSpec::choice("channels_last", {"auto", "true", "false"}, "auto", "").accept_booleans();
+  nlohmann::json canonical;
+  CHECK(check_param_value(spec, true, &canonical).empty());
+  CHECK(canonical == "true");  // the same cache key as the string "true"
+  CHECK(check_param_value(spec, false, &canonical).empty());
+  CHECK(canonical == "false");
+  CHECK(check_param_value(spec, "auto", &canonical).empty());
+  CHECK(canonical == "auto");
+  CHECK(check_param_value(spec, 1, &canonical) ==
+        "must be one of \"auto\", \"true\", \"false\" or a boolean (got 1)");
+  const ParamSpec strict = ParamSpec::choice("mode", {"a", "b"}, "a", "");
+  CHECK(check_param_value(strict, true, &canonical) == "must be one of \"a\", \"b\" (got boolean true)");
 }
 
 TEST_CASE("unknown keys get a did-you-mean suggestion") {

@@ -6,6 +6,7 @@
 #include <torch/nn/module.h>
 
 #include "stages/train/model_names.h"
+#include "stages/train/models/memory_format.h"
 #include "stages/train/models/model_zoo.h"
 #include "stages/train/weights/state_dict_file.h"
 #include "stages/train/weights/state_dict_load.h"
@@ -249,6 +250,48 @@ TEST_CASE("model zoo: a training step reaches every parameter") {
       REQUIRE(item.value().grad().defined());
       CHECK(item.value().grad().isfinite().all().item<bool>());
     }
+  }
+}
+
+// channels_last = "auto" trains these in channels-last order on the CPU (memory_format.h). One
+// training step must compute what the contiguous network computes: the same loss, and the same
+// gradients up to float32 rounding, compared over all gradients together (per tensor, rounding can
+// dominate where the exact gradient is ~0, e.g. a BatchNorm bias followed by another BatchNorm in
+// training mode). A layout mistake gives distances of order 1. Rounding alone measured 4e-5
+// (efficientnet_b0) to 4.2e-2 (resnet50) here: oneDNN's channels-last kernels round differently,
+// and with random weights and batch 8 the BatchNorm backward passes amplify it. PyTorch 1.13 shows
+// the same with torchvision's mobilenet_v2 in Python: float32 gradients 8.1e-3 from float64's
+// contiguous, 2.4e-2 channels-last.
+TEST_CASE("model zoo: a channels-last training step gives the contiguous step's loss and gradients") {
+  const at::Tensor labels = at::tensor({1, 7, 3, 0, 2, 9, 4, 4}, at::kLong);
+  torch::manual_seed(3);
+  const at::Tensor images = at::randn({8, 3, 128, 128});
+  for (const std::string& architecture : architecture_names()) {
+    if (!models::channels_last_by_default(architecture, /*cuda=*/false)) continue;
+    CAPTURE(architecture);
+    struct Step {
+      double loss = 0;
+      at::Tensor gradient;  // every parameter's gradient, flattened and joined
+    };
+    const auto step = [&](bool channels_last) {
+      torch::manual_seed(11);  // the same weights, and the same stochastic-depth draws
+      const models::Classifier model = models::make_classifier({architecture, linear_head()});
+      model->train();
+      if (channels_last) models::use_channels_last(*model);
+      const at::Tensor input = channels_last ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+      const at::Tensor loss = at::cross_entropy_loss(model->forward_with_auxiliary(input).first, labels);
+      loss.backward();
+      std::vector<at::Tensor> parts;
+      for (const auto& parameter : model->parameters()) parts.push_back(parameter.grad().flatten());
+      return Step{loss.item<double>(), at::cat(parts)};
+    };
+    const Step contiguous = step(false), nhwc = step(true);
+    const double distance = (nhwc.gradient - contiguous.gradient).norm().item<double>() /
+                            contiguous.gradient.norm().item<double>();
+    MESSAGE(architecture << ": loss contiguous " << contiguous.loss << ", channels-last " << nhwc.loss
+                         << "; gradients' relative distance " << distance);
+    CHECK(nhwc.loss == doctest::Approx(contiguous.loss).epsilon(1e-4));
+    CHECK(distance < 0.1);
   }
 }
 

@@ -95,6 +95,7 @@ ParamSpec& ParamSpec::at_most(double bound) { max = bound; max_exclusive = false
 ParamSpec& ParamSpec::less_than(double bound) { max = bound; max_exclusive = true; return *this; }
 ParamSpec& ParamSpec::exactly(std::size_t count) { length = count; return *this; }
 ParamSpec& ParamSpec::allow_empty() { optional_empty = true; return *this; }
+ParamSpec& ParamSpec::accept_booleans() { booleans_as_choices = true; return *this; }
 
 namespace {
 std::string number_text(double value) {
@@ -146,7 +147,7 @@ std::string ParamSpec::type_name() const {
     case ParamType::Int: return "an integer";
     case ParamType::Float: return "a number";
     case ParamType::String: return "a string";
-    case ParamType::Choice: return "one of " + quoted_list(choices);
+    case ParamType::Choice: return "one of " + quoted_list(choices) + (booleans_as_choices ? " or a boolean" : "");
     case ParamType::Path: return "a path (string)";
     case ParamType::PathList: return "a list of paths (strings)";
     case ParamType::StringList:
@@ -190,6 +191,10 @@ std::string check_param_value(const ParamSpec& spec, const json& value, json* ca
       *canonical = value;
       return {};
     case ParamType::Choice: {
+      if (spec.booleans_as_choices && value.is_boolean()) {
+        *canonical = value.get<bool>() ? "true" : "false";  // `true` and "true" give one cache key
+        return {};
+      }
       if (!value.is_string()) return wrong_type();
       const auto v = value.get<std::string>();
       for (const auto& c : spec.choices) {

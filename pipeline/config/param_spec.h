@@ -23,6 +23,7 @@ struct ParamSpec {
   std::vector<std::string> choices;  // Choice
   std::optional<std::size_t> length; // FloatList / StringList of a fixed length
   bool optional_empty = false;       // Path: "" allowed and means "not set"
+  bool booleans_as_choices = false;  // Choice: a TOML true/false stands for the choice "true"/"false"
 
   static ParamSpec boolean(std::string name, bool fallback, std::string help);
   static ParamSpec integer(std::string name, std::optional<long long> fallback, std::string help);
@@ -40,6 +41,7 @@ struct ParamSpec {
   ParamSpec& less_than(double bound);
   ParamSpec& exactly(std::size_t count);
   ParamSpec& allow_empty();
+  ParamSpec& accept_booleans();  // a Choice among "true", "false" and more, e.g. "auto"
 
   bool required() const { return default_value.is_null(); }
   std::string type_name() const;  // "an integer", "one of \"a\", \"b\"", ...

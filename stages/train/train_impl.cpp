@@ -115,7 +115,6 @@ train::TrainerOptions trainer_options(const json& p, int threads, torch::Device 
   const long long workers = p.at("loader_workers");
   o.loader_workers = workers > 0 ? static_cast<int>(workers) : threads;
   o.device = device;
-  o.channels_last = p.at("channels_last");
   o.mixed_precision = p.at("mixed_precision");
   return o;
 }
@@ -218,19 +217,23 @@ void run_phase(StageContext& ctx, bool finetune) {
     if (!size_problem.empty()) throw std::runtime_error("[" + ctx.stage_name + "] " + size_problem);
   }
   model->to(device);
-  if (p.at("channels_last").get<bool>()) models::use_channels_last(*model);
+  const bool channels_last =
+      models::use_channels_last_for(p.at("channels_last").get<std::string>(), spec.architecture, device.is_cuda());
+  if (channels_last) models::use_channels_last(*model);
 
   std::unique_ptr<train::Collective> collective;
   if (rendezvous.active()) collective = train::connect_collective(rendezvous, device.is_cuda());
 
   train::TrainerOptions options = trainer_options(p, threads, device);
+  options.channels_last = channels_last;
   options.collective = collective.get();
   options.writes_checkpoints = rendezvous.local_rank == 0;
   options.normalization = normalization;
   options.trainable.first_trained_block = first_trained;
   options.trainable.lr_multiplier = lr_multiplier;
   log_line(ctx.stage_name + ": " + spec.architecture + " on " + device.str() + ", " + std::to_string(threads) +
-           " intra-op threads, " + std::to_string(options.loader_workers) + " loader workers; training " +
+           " intra-op threads, " + std::to_string(options.loader_workers) + " loader workers, " +
+           (channels_last ? "channels-last" : "contiguous") + " memory format; training " +
            (first_trained >= model->blocks().size() ? std::string("the head only")
                                                     : "from block " + model->blocks()[first_trained]));
   const auto started = std::chrono::steady_clock::now();
@@ -297,6 +300,7 @@ void run_phase(StageContext& ctx, bool finetune) {
                         {"seconds", seconds},
                         {"device", device.str()},
                         {"threads", threads},
+                        {"channels_last", channels_last},
                         {"data_parallel", {{"world_size", rendezvous.world_size},
                                            {"backend", collective ? collective->backend() : "none"}}},
                         {"param_groups", groups},

@@ -89,7 +89,10 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::integer("threads", 0, "LibTorch intra-op threads; 0 = the stage's CPU budget").at_least(0));
   add(ParamSpec::integer("loader_workers", 0, "threads decoding and augmenting; 0 = the same as threads").at_least(0));
   add(ParamSpec::choice("device", {"auto", "cpu", "cuda"}, "auto", "auto = cuda when this LibTorch has it"));
-  add(ParamSpec::boolean("channels_last", false, "NHWC memory format (faster convolutions on recent GPUs)"));
+  add(ParamSpec::choice("channels_last", {"auto", "true", "false"}, "auto",
+                        "NHWC memory format; auto = on for CPU training of the architectures where it is faster "
+                        "(depthwise convolutions: mobilenet_v2, efficientnet_*, also densenet121, resnet50)")
+          .accept_booleans());
   add(ParamSpec::boolean("mixed_precision", false, "CUDA only: autocast to float16 with dynamic loss scaling"));
   return specs;
 }

@@ -3,6 +3,7 @@
 // LibTorch's headers bring glog's CHECK macros: include them first, then let doctest's replace them.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <torch/nn/module.h>
 
 #include "stages/train/model_names.h"
@@ -253,15 +254,42 @@ TEST_CASE("model zoo: a training step reaches every parameter") {
   }
 }
 
+// One training step (training mode, cross-entropy) of a network seeded with 11 on `device`: the
+// loss, and every parameter's gradient flattened and joined, back on the CPU.
+struct TrainingStep {
+  double loss = 0;
+  at::Tensor gradient;
+};
+TrainingStep training_step(const std::string& architecture, const at::Tensor& images, const at::Tensor& labels,
+                           torch::Device device, bool channels_last) {
+  torch::manual_seed(11);  // the same weights, and the same stochastic-depth draws on one device
+  const models::Classifier model = models::make_classifier({architecture, linear_head()});
+  model->to(device);
+  model->train();
+  if (channels_last) models::use_channels_last(*model);
+  at::Tensor input = images.to(device);
+  if (channels_last) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor loss = at::cross_entropy_loss(model->forward_with_auxiliary(input).first, labels.to(device));
+  loss.backward();
+  std::vector<at::Tensor> parts;
+  for (const auto& parameter : model->parameters()) parts.push_back(parameter.grad().flatten().cpu());
+  return {loss.item<double>(), at::cat(parts)};
+}
+
+// How far `step`'s gradients are from `reference`'s, relative to the reference's size: all
+// gradients together, since per tensor rounding can dominate where the exact gradient is ~0 (a
+// BatchNorm bias followed by another BatchNorm in training mode). A layout or kernel mistake gives
+// distances of order 1.
+double gradient_distance(const TrainingStep& step, const TrainingStep& reference) {
+  return (step.gradient - reference.gradient).norm().item<double>() / reference.gradient.norm().item<double>();
+}
+
 // channels_last = "auto" trains these in channels-last order on the CPU (memory_format.h). One
-// training step must compute what the contiguous network computes: the same loss, and the same
-// gradients up to float32 rounding, compared over all gradients together (per tensor, rounding can
-// dominate where the exact gradient is ~0, e.g. a BatchNorm bias followed by another BatchNorm in
-// training mode). A layout mistake gives distances of order 1. Rounding alone measured 4e-5
-// (efficientnet_b0) to 4.2e-2 (resnet50) here: oneDNN's channels-last kernels round differently,
-// and with random weights and batch 8 the BatchNorm backward passes amplify it. PyTorch 1.13 shows
-// the same with torchvision's mobilenet_v2 in Python: float32 gradients 8.1e-3 from float64's
-// contiguous, 2.4e-2 channels-last.
+// training step must compute what the contiguous network computes, up to float32 rounding. Rounding
+// alone measured 4e-5 (efficientnet_b0) to 4.2e-2 (resnet50) here: oneDNN's channels-last kernels
+// round differently, and with random weights and batch 8 the BatchNorm backward passes amplify it.
+// PyTorch 1.13 shows the same with torchvision's mobilenet_v2 in Python: float32 gradients 8.1e-3
+// from float64's when contiguous, 2.4e-2 when channels-last.
 TEST_CASE("model zoo: a channels-last training step gives the contiguous step's loss and gradients") {
   const at::Tensor labels = at::tensor({1, 7, 3, 0, 2, 9, 4, 4}, at::kLong);
   torch::manual_seed(3);
@@ -269,29 +297,40 @@ TEST_CASE("model zoo: a channels-last training step gives the contiguous step's 
   for (const std::string& architecture : architecture_names()) {
     if (!models::channels_last_by_default(architecture, /*cuda=*/false)) continue;
     CAPTURE(architecture);
-    struct Step {
-      double loss = 0;
-      at::Tensor gradient;  // every parameter's gradient, flattened and joined
-    };
-    const auto step = [&](bool channels_last) {
-      torch::manual_seed(11);  // the same weights, and the same stochastic-depth draws
-      const models::Classifier model = models::make_classifier({architecture, linear_head()});
-      model->train();
-      if (channels_last) models::use_channels_last(*model);
-      const at::Tensor input = channels_last ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-      const at::Tensor loss = at::cross_entropy_loss(model->forward_with_auxiliary(input).first, labels);
-      loss.backward();
-      std::vector<at::Tensor> parts;
-      for (const auto& parameter : model->parameters()) parts.push_back(parameter.grad().flatten());
-      return Step{loss.item<double>(), at::cat(parts)};
-    };
-    const Step contiguous = step(false), nhwc = step(true);
-    const double distance = (nhwc.gradient - contiguous.gradient).norm().item<double>() /
-                            contiguous.gradient.norm().item<double>();
+    const TrainingStep contiguous = training_step(architecture, images, labels, torch::kCPU, false);
+    const TrainingStep nhwc = training_step(architecture, images, labels, torch::kCPU, true);
+    const double distance = gradient_distance(nhwc, contiguous);
     MESSAGE(architecture << ": loss contiguous " << contiguous.loss << ", channels-last " << nhwc.loss
                          << "; gradients' relative distance " << distance);
     CHECK(nhwc.loss == doctest::Approx(contiguous.loss).epsilon(1e-4));
     CHECK(distance < 0.1);
+  }
+}
+
+// The same step on CUDA, contiguous and channels-last, against the CPU's; where LibTorch has no
+// usable device (CI) it says so and passes. Architectures with random layers in training
+// (stochastic depth) are left out: CUDA draws from another generator.
+TEST_CASE("model zoo on CUDA: a training step gives the CPU step's loss and gradients") {
+  if (!torch::cuda::is_available()) {
+    MESSAGE("no usable CUDA device in this LibTorch build: the CUDA step checks did not run");
+    return;
+  }
+  MESSAGE("cuDNN convolutions in TF32: " << at::globalContext().allowTF32CuDNN() << " (LibTorch's default)");
+  const at::Tensor labels = at::tensor({1, 7, 3, 0, 2, 9, 4, 4}, at::kLong);
+  torch::manual_seed(3);
+  const at::Tensor images = at::randn({8, 3, 128, 128});
+  for (const std::string architecture : {"small_cnn", "resnet18", "resnet50", "mobilenet_v2", "densenet121", "vgg16_bn"}) {
+    CAPTURE(architecture);
+    const TrainingStep cpu = training_step(architecture, images, labels, torch::kCPU, false);
+    for (const bool channels_last : {false, true}) {
+      CAPTURE(channels_last);
+      const TrainingStep cuda = training_step(architecture, images, labels, torch::kCUDA, channels_last);
+      const double distance = gradient_distance(cuda, cpu);
+      MESSAGE(architecture << (channels_last ? " channels-last" : "") << ": loss CPU " << cpu.loss << ", CUDA "
+                           << cuda.loss << "; gradients' relative distance " << distance);
+      CHECK(cuda.loss == doctest::Approx(cpu.loss).epsilon(1e-4));
+      CHECK(distance < 0.1);
+    }
   }
 }
 

@@ -291,39 +291,56 @@ TEST_CASE("train stage: channels_last = auto trains mobilenet_v2 in channels-las
   const TrainedRun nhwc = train_colour_task("epochs = 3\ndevice = \"cpu\"\nchannels_last = true");
   CHECK(nhwc.training["channels_last"] == true);
   MESSAGE("small CNN, best val accuracy: contiguous " << plain.metrics["best_val_accuracy"] << ", channels-last "
-                                                      << nhwc.metrics["best_val_accuracy"]);
+                                                      << nhwc.metrics["best_val_accuracy"]
+                                                      << "; relative weight difference after 3 epochs "
+                                                      << relative_difference(nhwc.weights, plain.weights));
+  for (std::size_t epoch = 0; epoch < 3; ++epoch) {
+    MESSAGE("epoch " << epoch + 1 << " train loss: contiguous " << history_column(plain, 1)[epoch] << ", channels-last "
+                     << history_column(nhwc, 1)[epoch]);
+  }
   CHECK(nhwc.metrics["best_val_accuracy"].get<double>() >= 0.8);
 }
 
 // CUDA runs where LibTorch has a usable device; elsewhere (CI has none) this says so and passes.
 // No dropout (CUDA draws its masks from another generator, Philox, than the CPU) and no restore of
 // the best epoch (a tie broken by float rounding would pick another epoch): the last epoch's weights.
-TEST_CASE("train stage on CUDA: the CPU's losses and weights within float32 rounding, deterministic, channels-last, mixed precision") {
+// Training amplifies rounding: on the CPU alone, the same run in channels-last order (the same
+// math, rounded differently) ends 3.5% (relative) away from the contiguous run, with epoch 2's
+// train loss 0.660 against 0.678 (measured here, "channels_last = auto" above). So the GPU run is
+// held to that spread, measured in this test, not to float32 rounding; one step's gradients are
+// compared closely in models_test.cpp ("model zoo on CUDA").
+TEST_CASE("train stage on CUDA: the CPU's losses and weights within the CPU's own rounding spread, deterministic, channels-last, mixed precision") {
   if (!torch::cuda::is_available()) {
     MESSAGE("no usable CUDA device in this LibTorch build: the CUDA training checks did not run");
     return;
   }
-  const TrainedRun cpu = train_colour_task("epochs = 3\ndevice = \"cpu\"");
+  const TrainedRun cpu = train_colour_task("epochs = 3\ndevice = \"cpu\"\nchannels_last = false");
+  const TrainedRun cpu_nhwc = train_colour_task("epochs = 3\ndevice = \"cpu\"\nchannels_last = true");
   const TrainedRun cuda = train_colour_task("epochs = 3\ndevice = \"cuda\"");
   const TrainedRun cuda_again = train_colour_task("epochs = 3\ndevice = \"cuda\"");
   const TrainedRun channels_last = train_colour_task("epochs = 3\ndevice = \"cuda\"\nchannels_last = true");
+  const double spread = relative_difference(cpu_nhwc.weights, cpu.weights);
   constexpr std::size_t kTrainLoss = 1, kValLoss = 4;
   for (const std::size_t column : {kTrainLoss, kValLoss}) {
-    const auto on_cpu = history_column(cpu, column), on_cuda = history_column(cuda, column);
+    const auto on_cpu = history_column(cpu, column), on_cpu_nhwc = history_column(cpu_nhwc, column),
+               on_cuda = history_column(cuda, column);
     REQUIRE(on_cpu.size() == on_cuda.size());
     for (std::size_t epoch = 0; epoch < on_cpu.size(); ++epoch) {
-      MESSAGE("epoch " << epoch + 1 << std::string(column == kTrainLoss ? " train" : " val") << " loss: CPU " << on_cpu[epoch]
-                       << ", CUDA " << on_cuda[epoch]);
-      CHECK(on_cuda[epoch] == doctest::Approx(on_cpu[epoch]).epsilon(1e-3));
+      const double cpu_gap = std::abs(on_cpu_nhwc[epoch] - on_cpu[epoch]);
+      const double cuda_gap = std::abs(on_cuda[epoch] - on_cpu[epoch]);
+      MESSAGE("epoch " << epoch + 1 << std::string(column == kTrainLoss ? " train" : " val") << " loss: CPU "
+                       << on_cpu[epoch] << ", CPU channels-last " << on_cpu_nhwc[epoch] << ", CUDA " << on_cuda[epoch]);
+      CHECK(cuda_gap <= std::max(5 * cpu_gap, 1e-3 * on_cpu[epoch]));
     }
   }
   const double cuda_vs_cpu = relative_difference(cuda.weights, cpu.weights);
   const double repeat = max_difference(cuda.weights, cuda_again.weights);
   const double channels_last_vs_cpu = relative_difference(channels_last.weights, cpu.weights);
   MESSAGE("relative weight difference CUDA vs CPU: " << cuda_vs_cpu << ", channels-last CUDA vs CPU: "
-                                                     << channels_last_vs_cpu << "; two CUDA runs: " << repeat);
-  CHECK(cuda_vs_cpu < 1e-3);
-  CHECK(channels_last_vs_cpu < 1e-3);
+                                                     << channels_last_vs_cpu << "; CPU channels-last vs CPU: " << spread
+                                                     << "; two CUDA runs: " << repeat);
+  CHECK(cuda_vs_cpu < std::max(5 * spread, 1e-3));
+  CHECK(channels_last_vs_cpu < std::max(5 * spread, 1e-3));
   CHECK(repeat == 0.0);  // deterministic = true (the default) holds on the GPU too
 
   // float16 autocast with loss scaling learns the task; the weights stay float32.

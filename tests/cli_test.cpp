@@ -143,3 +143,23 @@ TEST_CASE("killing petal with SIGKILL also ends its stages' grandchildren") {
   std::this_thread::sleep_for(std::chrono::milliseconds(1800));
   CHECK_FALSE(std::filesystem::exists(cli.dir / "late.txt"));
 }
+
+// The recipes shipped in experiments/ are documentation users copy: each must resolve as it stands
+// (experiment files with `petal config`, sweep files with `petal sweep --list`). base.toml is only
+// a base to extend (it has no name).
+TEST_CASE("every shipped experiment and sweep file in experiments/ resolves") {
+  const std::filesystem::path folder = test::source_dir() / "experiments";
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    const std::filesystem::path file = entry.path();
+    if (file.extension() != ".toml" || file.filename() == "base.toml") continue;
+    CAPTURE(file.filename().string());
+    const bool sweep = test::read_file(file).find("\nexperiment = ") != std::string::npos;
+    Cli cli;
+    cli.run((sweep ? "sweep --list --no-tracking " : "config ") + file.string());
+    INFO(cli.out);
+    CHECK(cli.code == 0);
+    ++checked;
+  }
+  CHECK(checked >= 5);
+}

@@ -191,15 +191,13 @@ std::string check_param_value(const ParamSpec& spec, const json& value, json* ca
       *canonical = value;
       return {};
     case ParamType::Choice: {
-      if (spec.booleans_as_choices && value.is_boolean()) {
-        *canonical = value.get<bool>() ? "true" : "false";  // `true` and "true" give one cache key
-        return {};
-      }
-      if (!value.is_string()) return wrong_type();
-      const auto v = value.get<std::string>();
+      // A boolean is read as the choice of that name, so `true` and "true" give one cache key.
+      const json text = spec.booleans_as_choices && value.is_boolean() ? json(value.get<bool>() ? "true" : "false") : value;
+      if (!text.is_string()) return wrong_type();
+      const auto v = text.get<std::string>();
       for (const auto& c : spec.choices) {
         if (c == v) {
-          *canonical = value;
+          *canonical = text;
           return {};
         }
       }

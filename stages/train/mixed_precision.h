@@ -1,10 +1,5 @@
 #pragma once
 // Float16 mixed precision on CUDA: the autocast scope of a forward pass, and dynamic loss scaling.
-//
-// Dynamic loss scaling for float16 autocast on CUDA, as torch.cuda.amp.GradScaler does it: the
-// loss is multiplied by a large scale before backward so small gradients survive float16; before
-// the optimizer step the gradients are unscaled, and a step whose gradients hold an inf or NaN is
-// skipped and the scale halved. After 2000 good steps in a row the scale doubles.
 
 #include <torch/types.h>
 
@@ -25,6 +20,10 @@ class AutocastScope {
   bool enabled_;
 };
 
+// Dynamic loss scaling, as torch.cuda.amp.GradScaler does it: the loss is multiplied by a large
+// scale before backward so small gradients survive float16; before the optimizer step the
+// gradients are unscaled, and a step whose gradients hold an inf or NaN is skipped and the scale
+// halved. After 2000 good steps in a row the scale doubles.
 class LossScaler {
  public:
   // Disabled, it passes the loss through and every step goes ahead.

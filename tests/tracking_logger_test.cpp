@@ -4,6 +4,10 @@
 #include <thread>
 
 #include "pipeline/util/fs.h"
+#include <signal.h>
+
+#include "pipeline/util/cancel.h"
+#include "tests/support/fault_server.h"
 #include "tests/support/mlflow_support.h"
 #include "tests/support/test_support.h"
 #include "tracking/local_server.h"
@@ -73,7 +77,7 @@ TEST_CASE("a server killed mid-run and restarted loses nothing after sync") {
   REQUIRE(std::filesystem::exists(dir / "spool" / (local_id + ".spool")));
   server.ensure_running(port);  // back, with the same database
   Client again(url);
-  const SyncReport report = sync_spools([&](const std::string&) -> Client& { return again; }, dir / "spool");
+  const SyncReport report = sync_spools([&](const std::string&) { return &again; }, dir / "spool");
   CHECK(report.errors.empty());
   CHECK(report.completed == 1);
   const std::string script =
@@ -116,9 +120,9 @@ TEST_CASE("a run started while the server is down gets a real MLflow run on repl
   // Simulate a sync that was killed after creating the run but before finishing: replay twice.
   const std::string spool_copy = test::read_file(dir / "spool/local-off.spool");
   Client client(test::mlflow_url());
-  CHECK(sync_spools([&](const std::string&) -> Client& { return client; }, dir / "spool").completed == 1);
+  CHECK(sync_spools([&](const std::string&) { return &client; }, dir / "spool").completed == 1);
   test::write_file(dir / "spool/local-off.spool", spool_copy);
-  CHECK(sync_spools([&](const std::string&) -> Client& { return client; }, dir / "spool").completed == 1);
+  CHECK(sync_spools([&](const std::string&) { return &client; }, dir / "spool").completed == 1);
   const json back = test::python_json(
       "import json, mlflow\n"
       "c = mlflow.MlflowClient()\n"
@@ -160,4 +164,150 @@ TEST_CASE("the spool marks what was delivered, so a later sync sends nothing twi
   CHECK(state.delivered == state.operations.back()["seq"].get<std::int64_t>());
   CHECK(state.run_id == logger.run_id());
   logger.end_run("FINISHED");
+}
+
+// ---- faults: a server that refuses, answers with a web page, or never answers (issue 26) ----
+
+namespace {
+
+struct Refusal {
+  int status;
+  const char* content_type;
+  const char* body;
+  const char* expected;  // in the logger's error
+};
+
+std::size_t spooled_values(const Spool::State& state) {
+  std::size_t n = 0;
+  for (const auto& op : state.operations) n += op.value("metrics", json::array()).size();
+  return n;
+}
+
+json read_back_run(const std::string& experiment) {
+  return test::python_json(
+      "import json, mlflow\n"
+      "c = mlflow.MlflowClient()\n"
+      "e = c.get_experiment_by_name('" + experiment + "')\n"
+      "rs = c.search_runs([e.experiment_id])\n"
+      "r = rs[0]\n"
+      "print(json.dumps({'runs': len(rs), 'status': r.info.status, 'params': r.data.params,\n"
+      "  'values': len(c.get_metric_history(r.info.run_id, 'loss'))}))\n");
+}
+
+}  // namespace
+
+TEST_CASE("a server that refuses (401, 403, 404, an HTML page) keeps the whole run in the spool, and sync delivers it") {
+  const Refusal cases[] = {
+      {401, "application/json", R"({"error_code": "UNAUTHENTICATED", "message": "bad credentials"})", "HTTP 401"},
+      {403, "text/plain", "Forbidden", "HTTP 403"},
+      {404, "text/html", "<html><body>Not Found</body></html>", "HTTP 404"},
+      {200, "text/html", "<html><body><h1>Sign in to continue</h1></body></html>", "malformed JSON (HTTP 200): Sign in to continue"},
+  };
+  for (const Refusal& c : cases) {
+    CAPTURE(c.status);
+    TempDir dir;
+    const auto server = test::FaultServer::answering({c.status, c.content_type, c.body});
+    const std::string experiment = test::unique_name("refused");
+    {
+      RunLogger logger(make_logger_client(server.url()), dir / "spool", "local-refused");
+      logger.start_run(experiment, "refused-run", {}, now_ms());
+      logger.log_param("lr", "0.1");
+      for (int i = 0; i < 101; ++i) logger.log_metric("loss", 1.0 / (i + 1), i);
+      logger.end_run("FINISHED");
+      CHECK(logger.refused());
+      CHECK(logger.offline());
+      CHECK(logger.last_error().find(c.expected) != std::string::npos);
+      CHECK(logger.run_id().empty());
+    }
+    const Spool::State kept = Spool::read(dir / "spool/local-refused.spool");
+    CHECK(kept.delivered == 0);  // nothing was confirmed, so nothing is marked delivered
+    CHECK(spooled_values(kept) == 101);
+    // Sync against a server that still refuses keeps the spool and says why ...
+    Client refusing(server.url());
+    SyncReport report = sync_spools([&](const std::string&) { return &refusing; }, dir / "spool");
+    CHECK(report.completed == 0);
+    REQUIRE(report.errors.size() == 1);
+    CHECK(report.errors[0].find(c.expected) != std::string::npos);
+    CHECK(std::filesystem::exists(dir / "spool/local-refused.spool"));
+    // ... and against a working one delivers every value once.
+    Client working(test::mlflow_url());
+    report = sync_spools([&](const std::string&) { return &working; }, dir / "spool");
+    CHECK(report.errors.empty());
+    CHECK(report.completed == 1);
+    CHECK_FALSE(std::filesystem::exists(dir / "spool/local-refused.spool"));
+    CHECK(read_back_run(experiment) == json{{"runs", 1}, {"status", "FINISHED"}, {"params", {{"lr", "0.1"}}}, {"values", 101}});
+  }
+}
+
+TEST_CASE("a server that accepts and never answers: values reach the spool, the request has a deadline, an interrupt ends the run at once") {
+  TempDir dir;
+  const auto silent = test::FaultServer::silent();
+  const std::string experiment = test::unique_name("silent");
+  {
+    RunLogger logger(make_logger_client(silent.url()), dir / "spool", "local-silent");
+    logger.start_run(experiment, "silent-run", {}, now_ms());
+    for (int i = 0; i < 101; ++i) logger.log_metric("loss", i, i);
+    logger.journal();  // the sender is stuck on the first request; the values are on disk anyway
+    CHECK(spooled_values(Spool::read(dir / "spool/local-silent.spool")) == 101);
+    CHECK_FALSE(logger.offline());  // still waiting for the server's first answer
+    Interrupt::request(SIGTERM);
+    const auto start = std::chrono::steady_clock::now();
+    logger.end_run("KILLED");
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Interrupt::reset();
+    MESSAGE("end_run after SIGTERM with a silent server took " << waited << " s");
+    CHECK(waited < 2.0);
+    CHECK(logger.offline());
+    CHECK_FALSE(logger.refused());
+  }
+  const Spool::State kept = Spool::read(dir / "spool/local-silent.spool");
+  CHECK(spooled_values(kept) == 101);
+  CHECK(kept.operations.back().value("status", "") == "KILLED");
+  Client working(test::mlflow_url());
+  const SyncReport report = sync_spools([&](const std::string&) { return &working; }, dir / "spool");
+  CHECK(report.errors.empty());
+  CHECK(report.completed == 1);
+  CHECK(report.killed == 0);  // its final status was journaled before the interrupt cut the wait
+  const json back = read_back_run(experiment);
+  CHECK(back["status"] == "KILLED");
+  CHECK(back["values"] == 101);
+}
+
+TEST_CASE("every request has a deadline: a silent server costs one time-out per attempt within the retry budget") {
+  const auto silent = test::FaultServer::silent();
+  HttpSettings settings = HttpSettings::from_environment(silent.url());
+  settings.timeout_ms = 500;
+  settings.retry_budget_ms = 1200;
+  Client client(settings);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(client.get_experiment_by_name("x"), HttpUnreachable);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  MESSAGE("a silent server: " << silent.requests() << " attempts in " << took << " s");
+  CHECK(silent.requests() == 2);  // 0.5 s, a backoff, 0.5 s; a third would overrun the budget
+}
+
+TEST_CASE("a run whose petal was killed (no final status in its spool) is ended as KILLED by sync") {
+  TempDir dir;
+  const std::string experiment = test::unique_name("orphan");
+  Client client(test::mlflow_url());
+  std::string run_id;
+  {
+    RunLogger logger(make_logger_client(test::mlflow_url()), dir / "spool", "local-orphan");
+    logger.start_run(experiment, "orphan-run", {}, now_ms());
+    for (int i = 0; i < 10; ++i) logger.log_metric("loss", i, i);
+    logger.flush();
+    run_id = logger.run_id();
+    // Leaving without end_run is what a SIGKILL leaves behind: a RUNNING run and a spool.
+    const SyncReport live = sync_spools([&](const std::string&) { return &client; }, dir / "spool");
+    CHECK(live.spools == 0);  // its lock is held while it lives: never treated as killed
+    CHECK(live.killed == 0);
+  }
+  CHECK(client.get_run(run_id).info.status == "RUNNING");
+  SyncReport report = sync_spools([&](const std::string&) { return &client; }, dir / "spool");
+  CHECK(report.errors.empty());
+  CHECK(report.killed == 1);
+  CHECK(report.completed == 1);
+  CHECK(client.get_run(run_id).info.status == "KILLED");
+  CHECK(client.get_run(run_id).info.end_time > 0);
+  CHECK(sync_spools([&](const std::string&) { return &client; }, dir / "spool").spools == 0);
 }

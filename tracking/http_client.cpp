@@ -2,12 +2,15 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <thread>
+
+#include "pipeline/util/cancel.h"
 
 namespace petal {
 
@@ -50,6 +53,17 @@ HttpSettings HttpSettings::from_environment(const std::string& uri) {
   s.password = env("MLFLOW_TRACKING_PASSWORD");
   s.token = env("MLFLOW_TRACKING_TOKEN");
   s.verify_tls = !truthy(env("MLFLOW_TRACKING_INSECURE_TLS"));
+  // MLflow's own variables for the same two knobs; a malformed value keeps the default.
+  try {
+    if (const std::string t = env("MLFLOW_HTTP_REQUEST_TIMEOUT"); !t.empty()) {
+      s.timeout_ms = static_cast<int>(std::clamp(std::stod(t), 0.1, 3600.0) * 1000);
+      s.retry_budget_ms = std::max(s.retry_budget_ms, 2 * s.timeout_ms);
+    }
+    if (const std::string r = env("MLFLOW_HTTP_REQUEST_MAX_RETRIES"); !r.empty()) {
+      s.max_attempts = std::clamp(std::stoi(r), 0, 20) + 1;
+    }
+  } catch (const std::exception&) {
+  }
   return s;
 }
 
@@ -128,30 +142,76 @@ HttpResponse HttpClient::get_to_file(const std::string& path, const fs::path& fi
   return perform(r);
 }
 
+void HttpClient::abort() {
+  aborted_.store(true);
+  std::lock_guard<std::mutex> lock(pause_mutex_);
+  pause_wake_.notify_all();
+}
+
+bool HttpClient::should_abort() const {
+  return aborted_.load() || (settings_.abort_on_interrupt && Interrupt::requested());
+}
+
+bool HttpClient::pause(int ms) {
+  std::unique_lock<std::mutex> lock(pause_mutex_);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  // Wakes early for abort(); an interrupt is noticed within 100 ms.
+  while (!should_abort()) {
+    if (pause_wake_.wait_until(lock, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(100))) ==
+            std::cv_status::timeout &&
+        std::chrono::steady_clock::now() >= until) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int HttpClient::on_progress(void* self, long long, long long, long long, long long) {
+  return static_cast<const HttpClient*>(self)->should_abort() ? 1 : 0;
+}
+
 HttpResponse HttpClient::perform(const Request& request) {
   std::lock_guard<std::mutex> lock(mutex_);
   thread_local std::mt19937 random(std::random_device{}());
+  const auto start = std::chrono::steady_clock::now();
+  const auto elapsed_ms = [&] {
+    return static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+  };
+  const std::string what = request.method + " " + request.path.substr(0, request.path.find('?'));
   std::string transport_error;
   HttpResponse response;
+  bool timed_out = false;
+  int wait_ms = 0;
   for (int attempt = 1; attempt <= std::max(1, settings_.max_attempts); ++attempt) {
     if (attempt > 1) {
-      // Exponential backoff with full jitter: spreads retries of many clients apart.
-      const int ceiling = settings_.initial_backoff_ms << std::min(attempt - 2, 6);
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(ceiling / 2, ceiling)(random)));
+      // A timed-out server gets another attempt only if a whole one fits in the budget.
+      const int next_cost = wait_ms + (timed_out ? settings_.timeout_ms : 0);
+      if (elapsed_ms() + next_cost > settings_.retry_budget_ms) break;
+      if (!pause(wait_ms)) break;
     }
+    if (should_abort()) break;
     transport_error.clear();
-    response = perform_once(request, &transport_error);
+    timed_out = false;
+    response = perform_once(request, &transport_error, &timed_out);
     const bool retry = !transport_error.empty() || response.status == 429 || response.status >= 500;
     if (!retry) return response;
+    // Exponential backoff with full jitter spreads many clients' retries apart; a server that
+    // says when to come back (Retry-After on 429/503) is believed, within the budget.
+    const int ceiling = settings_.initial_backoff_ms << std::min(attempt - 1, 6);
+    wait_ms = std::uniform_int_distribution<int>(ceiling / 2, ceiling)(random);
+    if (response.retry_after_s > 0) wait_ms = static_cast<int>(std::min<long>(response.retry_after_s, 3600) * 1000);
+  }
+  if (should_abort()) {
+    throw HttpUnreachable("request to " + redact_url(settings_.base_url) + " (" + what + ") was abandoned: " +
+                          (aborted_.load() ? "its deadline passed" : "interrupted"));
   }
   if (!transport_error.empty()) {
-    throw HttpUnreachable("cannot reach " + redact_url(settings_.base_url) + " (" + request.method + " " +
-                          request.path.substr(0, request.path.find('?')) + "): " + transport_error);
+    throw HttpUnreachable("cannot reach " + redact_url(settings_.base_url) + " (" + what + "): " + transport_error);
   }
   return response;
 }
 
-HttpResponse HttpClient::perform_once(const Request& request, std::string* transport_error) {
+HttpResponse HttpClient::perform_once(const Request& request, std::string* transport_error, bool* timed_out) {
   CURL* curl = static_cast<CURL*>(curl_);
   curl_easy_reset(curl);
   HttpResponse response;
@@ -159,9 +219,22 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
   const std::string url = settings_.base_url + request.path;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.timeout_ms));
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(settings_.connect_timeout_ms));
+  long total_ms = settings_.timeout_ms;
+  if (request.upload || request.download) {
+    std::error_code size_error;
+    const auto size = request.upload ? fs::file_size(*request.upload, size_error) : 0;
+    // A big file may take long, but never stalls: no byte for `timeout_ms` ends it.
+    total_ms = settings_.timeout_ms + (size_error ? 0 : static_cast<long>(size >> 20) * 1000) +
+               (request.download ? 10L * settings_.timeout_ms : 0L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(settings_.timeout_ms / 1000)));
+  }
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, total_ms);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &HttpClient::on_progress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, settings_.verify_tls ? 1L : 0L);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, settings_.verify_tls ? 2L : 0L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "petal/0.1");
@@ -222,6 +295,8 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
   char* content_type = nullptr;
   curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &content_type);
   if (content_type) response.content_type = content_type;
+  curl_off_t retry_after = 0;
+  if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK) response.retry_after_s = retry_after;
   curl_slist_free_all(headers);
   if (upload) std::fclose(upload);
   if (download) {
@@ -244,6 +319,7 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
   }
   if (code != CURLE_OK) {
     *transport_error = error_buffer[0] ? error_buffer : curl_easy_strerror(code);
+    *timed_out = code == CURLE_OPERATION_TIMEDOUT;
     response.status = 0;
   }
   return response;

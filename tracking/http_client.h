@@ -1,4 +1,6 @@
 #pragma once
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -16,9 +18,18 @@ struct HttpSettings {
   std::string password;  // MLFLOW_TRACKING_PASSWORD
   std::string token;     // MLFLOW_TRACKING_TOKEN (bearer)
   bool verify_tls = true;  // MLFLOW_TRACKING_INSECURE_TLS=true turns it off, as in MLflow
-  int max_attempts = 5;    // connection errors, 429 and 5xx are retried with backoff and jitter
+  // Connection errors, time-outs, 429 and 5xx are retried with backoff and jitter (or the server's
+  // Retry-After), as long as all attempts together stay within `retry_budget_ms`.
+  int max_attempts = 5;          // MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1
   int initial_backoff_ms = 200;
-  int timeout_ms = 60000;
+  int connect_timeout_ms = 5000;
+  // Deadline of one attempt (MLFLOW_HTTP_REQUEST_TIMEOUT, in seconds). A file transfer gets this
+  // plus one second per MiB, and is also cut when no byte moves for this long.
+  int timeout_ms = 15000;
+  int retry_budget_ms = 30000;
+  // The first SIGINT/SIGTERM (pipeline/util/cancel.h) aborts a request in flight within a second.
+  // The run logger turns this off: it delivers the final status first, with its own deadline.
+  bool abort_on_interrupt = true;
 
   static HttpSettings from_environment(const std::string& uri);
 };
@@ -31,9 +42,10 @@ struct HttpResponse {
   long status = 0;
   std::string body;
   std::string content_type;
+  long retry_after_s = 0;  // the server's Retry-After, in seconds (0: none)
 };
 
-// A transport failure (no HTTP answer) that survived every retry.
+// A transport failure (no HTTP answer: refused, reset, timed out, aborted) that survived every retry.
 class HttpUnreachable : public PetalError {
  public:
   explicit HttpUnreachable(const std::string& message) : PetalError(message, {}, kExitEnvironment) {}
@@ -41,6 +53,8 @@ class HttpUnreachable : public PetalError {
 
 // A small blocking HTTP client over one reused libcurl handle (keep-alive). Thread-safe: calls are
 // serialised. Retries transport errors, 429 and 5xx; returns any other answer to the caller.
+// Every request has a connect and a total deadline, so a server that accepts connections and never
+// answers costs one `timeout_ms`, not a hang.
 class HttpClient {
  public:
   explicit HttpClient(HttpSettings settings);
@@ -60,14 +74,26 @@ class HttpClient {
 
   static std::string url_encode(const std::string& text);
 
+  // Makes the request in flight (if any) and every later one fail at once with HttpUnreachable.
+  // Safe to call from any thread while another is inside a request.
+  void abort();
+  bool aborted() const { return aborted_.load(); }
+
  private:
   struct Request;
   HttpResponse perform(const Request& request);
-  HttpResponse perform_once(const Request& request, std::string* transport_error);
+  HttpResponse perform_once(const Request& request, std::string* transport_error, bool* timed_out);
+  bool should_abort() const;
+  // Sleeps `ms` unless aborted first; returns false when aborted.
+  bool pause(int ms);
+  static int on_progress(void* self, long long, long long, long long, long long);
 
   HttpSettings settings_;
   std::mutex mutex_;
   void* curl_ = nullptr;
+  std::atomic<bool> aborted_{false};
+  std::mutex pause_mutex_;
+  std::condition_variable pause_wake_;
 };
 
 }  // namespace petal

@@ -59,6 +59,12 @@ double double_from_json(const json& j) {
 MlflowError::MlflowError(long status, std::string error_code, const std::string& message)
     : PetalError(message, {}, kExitEnvironment), status_(status), error_code_(std::move(error_code)) {}
 
+bool server_away(const std::exception& e) {
+  if (dynamic_cast<const HttpUnreachable*>(&e)) return true;
+  if (const auto* m = dynamic_cast<const MlflowError*>(&e)) return m->status() == 429 || m->status() >= 500;
+  return false;
+}
+
 json double_to_json(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
@@ -102,7 +108,9 @@ json Client::parse_answer(const std::string& what, const HttpResponse& response)
   }
   const std::string where = redact_url(http_->settings().base_url);
   if (response.status >= 200 && response.status < 300) {
-    if (!parsed) {
+    // A proxy's login page or a web server that is not MLflow answers 200 too: only a JSON object
+    // is an MLflow answer.
+    if (!parsed || !body.is_object()) {
       throw MlflowError(response.status, "BAD_RESPONSE",
                         "MLflow server " + where + " answered " + what + " with malformed JSON (HTTP " +
                             std::to_string(response.status) + "): " + plain_text_excerpt(response.body));

@@ -23,6 +23,11 @@ class MlflowError : public PetalError {
   std::string error_code_;
 };
 
+// True when a failed call means "the server is away" (no answer, 429, 5xx: try again later), false
+// when the server answered and said no (4xx, or a 2xx that is not MLflow's JSON: retrying the same
+// request cannot help until someone fixes the cause).
+bool server_away(const std::exception& e);
+
 // MLflow's REST API (2.0 paths, as served by MLflow 3.x). Each call blocks until answered; HttpClient
 // retries transient failures. The asynchronous, loss-free logging path is AsyncLogger.
 class Client {

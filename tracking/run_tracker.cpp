@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "pipeline/util/cancel.h"
 #include "pipeline/util/fs.h"
 #include "tracking/git_info.h"
 #include "tracking/local_server.h"
@@ -66,9 +67,13 @@ TrackingTarget resolve_tracking(const Experiment& experiment, const Project& pro
 RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Project& project,
                        const TrackingTarget& target, const std::string& petal_run_id, const StageCache& cache,
                        const RunTrackerOptions& options)
-    : experiment_(experiment), cache_(cache), uri_(target.uri) {
+    : experiment_(experiment),
+      cache_(cache),
+      uri_(target.uri),
+      embedded_(target.embedded),
+      spool_dir_(project.state_dir / "spool") {
   if (!target.uri.empty()) client_ = std::make_shared<mlflow::Client>(target.uri);
-  logger_ = std::make_unique<mlflow::RunLogger>(client_, project.state_dir / "spool", petal_run_id);
+  logger_ = std::make_unique<mlflow::RunLogger>(mlflow::make_logger_client(target.uri), spool_dir_, petal_run_id);
 
   std::vector<mlflow::Tag> tags = {
       {"mlflow.source.name", std::filesystem::absolute(experiment.file).lexically_normal().string()},
@@ -143,6 +148,7 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
       // not a dataset description petal understands: nothing to log
     }
   }
+  logger_->journal();  // a stage's results are on disk before the run goes on: a kill keeps them
 }
 
 RegistrationResult RunTracker::register_model(const ModelRegistration& request) {
@@ -166,42 +172,53 @@ RegistrationResult RunTracker::register_model(const ModelRegistration& request) 
   return mlflow::register_and_promote(client, run.info, tagged);
 }
 
-void RunTracker::finish(const RunResult& result, std::FILE* out) {
+int RunTracker::finish(const RunResult& result, std::FILE* out) {
   std::string status = "FINISHED";
   if (result.exit_code == kExitInterrupted) status = "KILLED";
   else if (result.exit_code != kExitOk) status = "FAILED";
   if (!first_error_.empty()) logger_->set_tag("petal.error", first_error_.substr(0, 8000));
-  // Link each reused stage to the MLflow run of the petal run that built it.
-  logger_->flush();
-  if (client_ && !logger_->offline() && !reused_from_.empty()) {
-    try {
-      const auto experiment = client_->get_experiment_by_name(mlflow_experiment_);
-      for (const auto& [petal_run, stages] : reused_from_) {
-        if (!experiment) break;
-        const auto found =
-            client_->search_runs({experiment->experiment_id}, "tags.`petal.run_id` = '" + petal_run + "'", {}, 1);
-        if (found.runs.empty()) continue;
-        for (const auto& stage : stages) {
-          logger_->set_tag("petal.stage." + stage + ".built_by_mlflow_run", found.runs.front().info.run_id);
-        }
-      }
-    } catch (const PetalError&) {
-      // the link is a convenience; the petal run id tag already names the producer
-    }
-  }
+  logger_->link_builders(mlflow_experiment_, reused_from_);  // resolved on delivery, here or by `petal sync`
   logger_->end_run(status);
   const std::string run_id = logger_->run_id();
+  if (logger_->refused()) {
+    std::fprintf(out,
+                 "petal: error: the MLflow server refused this run's tracking: %s\n"
+                 "petal: nothing was lost: %llu values and every artifact are in %s; fix the cause, then run `petal sync`\n",
+                 logger_->last_error().c_str(), static_cast<unsigned long long>(logger_->values_logged()),
+                 logger_->spool_file().c_str());
+    std::fflush(out);
+    return kExitEnvironment;
+  }
   if (!logger_->offline() && !run_id.empty()) {
     std::fprintf(out, "petal: MLflow run %s at %s\n", run_id.c_str(), redact_url(uri_).c_str());
+    if (!logger_->last_error().empty()) {
+      std::fprintf(out, "petal: warning: part of the run was not sent: %s\n", logger_->last_error().c_str());
+    }
+    if (!Interrupt::requested()) recover_abandoned_runs(out);
   } else {
     std::fprintf(out, "petal: tracking is offline (%s); %llu values are safe in %s — run `petal sync` later\n",
                  logger_->last_error().empty() ? "no server" : logger_->last_error().c_str(),
                  static_cast<unsigned long long>(logger_->values_logged()), logger_->spool_file().c_str());
   }
-  if (!logger_->offline() && !logger_->last_error().empty()) {
-    std::fprintf(out, "petal: warning: MLflow rejected part of the run: %s\n", logger_->last_error().c_str());
-  }
   std::fflush(out);
+  return kExitOk;
+}
+
+// Spools of earlier runs on the same server whose petal is gone (killed, or offline at the time):
+// delivered now, and a run left RUNNING by a kill is ended as KILLED.
+void RunTracker::recover_abandoned_runs(std::FILE* out) {
+  const std::string own = logger_->spool_file().filename().string();
+  bool others = false;
+  for (const auto& file : mlflow::Spool::pending(spool_dir_)) others = others || file.filename() != own;
+  if (!others || !client_) return;
+  const std::string server = embedded_ ? "" : strip_credentials(uri_);
+  const mlflow::SyncReport report = mlflow::sync_spools(
+      [&](const std::string& recorded) { return recorded == server ? client_.get() : nullptr; }, spool_dir_);
+  if (report.completed > 0) {
+    std::fprintf(out, "petal: delivered %zu earlier spooled runs (%zu operations; %zu left RUNNING by a killed petal, now KILLED)\n",
+                 report.completed, report.delivered_operations, report.killed);
+  }
+  for (const auto& error : report.errors) std::fprintf(out, "petal: warning: earlier spool not delivered: %s\n", error.c_str());
 }
 
 }  // namespace petal

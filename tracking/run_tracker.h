@@ -43,8 +43,10 @@ class RunTracker : public ExecutionObserver, public RunTracking {
   ~RunTracker() override;
 
   void on_stage_end(const StagePlan& plan, const StageOutcome& outcome) override;
-  // Ends the MLflow run with the status that matches the result; prints where it went.
-  void finish(const RunResult& result, std::FILE* out);
+  // Ends the MLflow run with the status that matches the result; prints where it went. Returns
+  // kExitEnvironment when the server refused the run's tracking (it is all kept in the spool),
+  // else kExitOk. With the server reachable, also delivers earlier runs' abandoned spools.
+  int finish(const RunResult& result, std::FILE* out);
   // For the register stage: waits until everything logged so far (the upstream stages' model
   // artifacts) reached the server, then registers and promotes (tracking/model_promotion.h).
   // Throws PetalError when the run is offline: registering needs the server.
@@ -54,9 +56,13 @@ class RunTracker : public ExecutionObserver, public RunTracking {
 
  private:
   const Experiment& experiment_;
+  void recover_abandoned_runs(std::FILE* out);
+
   const StageCache& cache_;
   std::string uri_;
-  std::shared_ptr<mlflow::Client> client_;
+  bool embedded_ = false;
+  std::filesystem::path spool_dir_;
+  std::shared_ptr<mlflow::Client> client_;  // for recovery; the logger has a client of its own
   std::string mlflow_experiment_;
   std::unique_ptr<mlflow::RunLogger> logger_;
   std::map<std::string, std::vector<std::string>> reused_from_;  // petal run id -> stages it built

@@ -59,6 +59,10 @@ void Spool::append(std::vector<json>& operations) {
 
 void Spool::mark_delivered(std::int64_t seq) { write_lines(json{{"op", "delivered"}, {"seq", seq}}.dump() + "\n"); }
 
+void Spool::mark_skipped(std::int64_t seq, const std::string& reason) {
+  write_lines(json{{"op", "skipped"}, {"seq", seq}, {"reason", reason}}.dump() + "\n");
+}
+
 void Spool::record_run_id(const std::string& run_id) {
   write_lines(json{{"op", "run_id"}, {"run_id", run_id}}.dump() + "\n");
 }
@@ -91,6 +95,7 @@ Spool::State Spool::read(const fs::path& file) {
     const std::string op = record.value("op", "");
     if (op == "delivered") state.delivered = std::max(state.delivered, record.value("seq", std::int64_t{0}));
     else if (op == "run_id") state.run_id = record.value("run_id", "");
+    else if (op == "skipped") state.skipped.insert(record.value("seq", std::int64_t{0}));
     else state.operations.push_back(std::move(record));
   }
   return state;

@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,10 @@ namespace petal::mlflow {
 //   {"seq": n, "op": "log_inputs", "datasets": [...]}
 //   {"seq": n, "op": "update_run", "status", "end_time"}
 //   {"op": "run_id", "run_id": "..."}      the MLflow run the records belong to
-//   {"op": "delivered", "seq": n}          every record up to seq n reached the server
+//   {"op": "link_builders", "experiment", "links": {petal_run_id: [stage, ...]}}
+//   {"op": "delivered", "seq": n}          the server confirmed record n (records go in order, so
+//                                          every record up to n is settled)
+//   {"op": "skipped", "seq": n, "reason"}  record n names a local file that is gone: not sent
 // Credentials are never written to it.
 class Spool {
  public:
@@ -32,6 +36,7 @@ class Spool {
   // Appends records, numbering each operation in place ("seq") with the next sequence number.
   void append(std::vector<nlohmann::json>& operations);
   void mark_delivered(std::int64_t seq);
+  void mark_skipped(std::int64_t seq, const std::string& reason);
   void record_run_id(const std::string& run_id);
   void remove();  // after everything was delivered and the run ended
 
@@ -39,6 +44,7 @@ class Spool {
     std::vector<nlohmann::json> operations;  // in order, with "seq"
     std::string run_id;                      // "" if the run was never created on a server
     std::int64_t delivered = 0;              // highest delivered seq
+    std::set<std::int64_t> skipped;          // seqs not sent because their file is gone
     std::size_t torn_lines = 0;
   };
   static State read(const std::filesystem::path& file);

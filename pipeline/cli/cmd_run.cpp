@@ -74,9 +74,12 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   execute_options.base_dir = session->base_dir();
   execute_options.tracking = tracker.get();
   if (options.data_parallel.active()) execute_options.data_parallel = &options.data_parallel;
-  const RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
+  RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
   printer.print_summary(result);
-  if (tracker) tracker->finish(result, stdout);
+  if (tracker) {
+    const int tracking_exit = tracker->finish(result, stdout);
+    if (result.exit_code == kExitOk) result.exit_code = tracking_exit;  // a refused run's tracking fails the run
+  }
   session->cache.remove_stale_temps();  // leftovers of killed runs (only keys no one is building)
   if (result.exit_code == kExitInterrupted) {
     std::printf("petal: interrupted; completed stages are cached, and nothing partial entered the cache\n");

@@ -28,7 +28,7 @@ std::string distribution_text(const Distribution& d) {
 
 ParentRun::ParentRun(const SweepDefinition& sweep, const Experiment& base, const Project& project,
                      const TrackingTarget& target, const SweepState& state, std::size_t trial_count) {
-  if (!target.uri.empty()) client_ = std::make_shared<mlflow::Client>(target.uri);
+  client_ = mlflow::make_logger_client(target.uri);
   logger_ = std::make_unique<mlflow::RunLogger>(client_, project.state_dir / "spool", state.parent_petal_run_id);
   std::vector<mlflow::Tag> tags = {
       {"mlflow.source.name", fs::absolute(sweep.file).lexically_normal().string()},

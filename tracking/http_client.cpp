@@ -184,9 +184,9 @@ HttpResponse HttpClient::perform(const Request& request) {
   int wait_ms = 0;
   for (int attempt = 1; attempt <= std::max(1, settings_.max_attempts); ++attempt) {
     if (attempt > 1) {
-      // A timed-out server gets another attempt only if a whole one fits in the budget.
-      const int next_cost = wait_ms + (timed_out ? settings_.timeout_ms : 0);
-      if (elapsed_ms() + next_cost > settings_.retry_budget_ms) break;
+      // A server that let a whole deadline pass without answering is away: asking again would only
+      // hold the caller for another deadline (the run logger then spools, `petal sync` resends).
+      if (timed_out || elapsed_ms() + wait_ms > settings_.retry_budget_ms) break;
       if (!pause(wait_ms)) break;
     }
     if (should_abort()) break;

@@ -18,8 +18,9 @@ struct HttpSettings {
   std::string password;  // MLFLOW_TRACKING_PASSWORD
   std::string token;     // MLFLOW_TRACKING_TOKEN (bearer)
   bool verify_tls = true;  // MLFLOW_TRACKING_INSECURE_TLS=true turns it off, as in MLflow
-  // Connection errors, time-outs, 429 and 5xx are retried with backoff and jitter (or the server's
-  // Retry-After), as long as all attempts together stay within `retry_budget_ms`.
+  // Connection errors, 429 and 5xx are retried with backoff and jitter (or the server's
+  // Retry-After), as long as all attempts together stay within `retry_budget_ms`. A time-out is not
+  // retried: a server silent for a whole deadline is treated as away.
   int max_attempts = 5;          // MLFLOW_HTTP_REQUEST_MAX_RETRIES + 1
   int initial_backoff_ms = 200;
   int connect_timeout_ms = 5000;
@@ -54,7 +55,7 @@ class HttpUnreachable : public PetalError {
 // A small blocking HTTP client over one reused libcurl handle (keep-alive). Thread-safe: calls are
 // serialised. Retries transport errors, 429 and 5xx; returns any other answer to the caller.
 // Every request has a connect and a total deadline, so a server that accepts connections and never
-// answers costs one `timeout_ms`, not a hang.
+// answers costs one `timeout_ms`, not a hang (nor one per retry).
 class HttpClient {
  public:
   explicit HttpClient(HttpSettings settings);

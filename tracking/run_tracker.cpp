@@ -96,6 +96,7 @@ RunTracker::RunTracker(const Experiment& experiment, const Plan& plan, const Pro
     for (const auto& [key, value] : stage.params) logger_->log_param(mlflow_key(stage.name + "." + key), param_text(value.value));
   }
   for (const auto& sp : plan.stages) logger_->set_tag(mlflow_key("petal.stage." + sp.node->name() + ".key"), sp.key);
+  logger_->journal();  // the run exists on disk before any stage starts: a kill cannot lose it
 }
 
 RunTracker::~RunTracker() = default;
@@ -148,7 +149,9 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
       // not a dataset description petal understands: nothing to log
     }
   }
-  logger_->journal();  // a stage's results are on disk before the run goes on: a kill keeps them
+  // A built stage's results are on disk before the run log records it: a kill keeps them. (A
+  // cached stage's values are re-logged copies; they reach the spool within the flush interval.)
+  if (outcome.status == StageStatus::Ran) logger_->journal();
 }
 
 RegistrationResult RunTracker::register_model(const ModelRegistration& request) {

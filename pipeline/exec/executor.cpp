@@ -118,8 +118,10 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
       --running;
       const StagePlan& sp = plan.stages[i];
       const StageOutcome& o = result.outcomes[i];
-      log.append({record_of(sp, o, options)}, /*durable=*/o.status == StageStatus::Ran);
+      // Observers first: the tracker journals the stage's results, so a stage the run log calls
+      // done always has its values in the run's tracking spool, whenever a kill lands.
       observer.on_stage_end(sp, o);
+      log.append({record_of(sp, o, options)}, /*durable=*/o.status == StageStatus::Ran);
       if (o.status == StageStatus::Failed && !options.keep_going) stop_launching = true;
       if (o.status == StageStatus::Interrupted) stop_launching = true;
     }

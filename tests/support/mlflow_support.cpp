@@ -13,11 +13,13 @@ std::string mlflow_url() {
   return info.at("url").get<std::string>();
 }
 
-nlohmann::json python_json(const std::string& script) {
+nlohmann::json python_json(const std::string& script) { return python_json(script, mlflow_url()); }
+
+nlohmann::json python_json(const std::string& script, const std::string& tracking_uri) {
   TempDir dir;
   write_file(dir / "script.py", script);
   std::string output;
-  const int code = run_command("MLFLOW_TRACKING_URI=" + mlflow_url() + " " + (source_dir() / ".venv/bin/python").string() +
+  const int code = run_command("MLFLOW_TRACKING_URI=" + tracking_uri + " " + (source_dir() / ".venv/bin/python").string() +
                                    " " + (dir / "script.py").string() + " 2>/dev/null",
                                &output);
   if (code != 0) throw std::runtime_error("python failed (" + std::to_string(code) + "): " + output);

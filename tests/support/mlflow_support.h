@@ -11,6 +11,8 @@ std::string mlflow_url();
 // the script must print one JSON document, which is returned. Used to read results back with
 // MLflow's own client.
 nlohmann::json python_json(const std::string& script);
+// The same against the server at `tracking_uri`.
+nlohmann::json python_json(const std::string& script, const std::string& tracking_uri);
 
 // A name no other test uses, e.g. for experiments.
 std::string unique_name(const std::string& prefix);

@@ -272,3 +272,21 @@ TEST_CASE("SIGTERM with a tracking server that never answers: petal exits within
   CHECK(runs[0]["metrics"]["prepare.rows"] == 3.0);
   CHECK(runs[0]["params"] == 9);
 }
+
+TEST_CASE("petal predict with a tracking server that never answers fails at the request deadline, naming the server") {
+  const auto silent = test::FaultServer::silent();
+  TempDir dir;
+  test::write_bmp(dir / "photo.bmp", 1);
+  std::string out;
+  const auto start = std::chrono::steady_clock::now();
+  const int code = test::run_command("MLFLOW_HTTP_REQUEST_TIMEOUT=1 " + test::petal_binary() + " --state-dir " +
+                                         (dir / "state").string() + " predict --model models:/flowers5/1 --tracking-uri " +
+                                         silent.url() + " " + (dir / "photo.bmp").string(),
+                                     &out);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  MESSAGE("predict against a silent server: exit " << code << " after " << took << " s");
+  CHECK(code == 3);
+  CHECK(took < 5);
+  CHECK(out.find("petal: error: cannot reach " + silent.url() + " (GET /api/2.0/mlflow/model-versions/get): Operation timed out") !=
+        std::string::npos);
+}

@@ -202,8 +202,11 @@ HttpResponse HttpClient::perform(const Request& request) {
     if (response.retry_after_s > 0) wait_ms = static_cast<int>(std::min<long>(response.retry_after_s, 3600) * 1000);
   }
   if (should_abort()) {
-    throw HttpUnreachable("request to " + redact_url(settings_.base_url) + " (" + what + ") was abandoned: " +
-                          (aborted_.load() ? "its deadline passed" : "interrupted"));
+    if (aborted_.load()) {
+      throw HttpUnreachable("request to " + redact_url(settings_.base_url) + " (" + what + ") was abandoned: its deadline passed");
+    }
+    throw HttpUnreachable("request to " + redact_url(settings_.base_url) + " (" + what + ") was abandoned: interrupted",
+                          kExitInterrupted);
   }
   if (!transport_error.empty()) {
     throw HttpUnreachable("cannot reach " + redact_url(settings_.base_url) + " (" + what + "): " + transport_error);

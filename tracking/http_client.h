@@ -49,7 +49,8 @@ struct HttpResponse {
 // A transport failure (no HTTP answer: refused, reset, timed out, aborted) that survived every retry.
 class HttpUnreachable : public PetalError {
  public:
-  explicit HttpUnreachable(const std::string& message) : PetalError(message, {}, kExitEnvironment) {}
+  explicit HttpUnreachable(const std::string& message, int exit_code = kExitEnvironment)
+      : PetalError(message, {}, exit_code) {}
 };
 
 // A small blocking HTTP client over one reused libcurl handle (keep-alive). Thread-safe: calls are

@@ -447,10 +447,13 @@ void RunLogger::deliver_outbox() {
       }
       continue;  // settles the rest above
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    run_id_ = run_id;
-    outbox_.pop_front();
-    ++operations_settled_;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      run_id_ = run_id;
+      outbox_.pop_front();
+      ++operations_settled_;
+    }
+    progress_.notify_all();
   }
 }
 

@@ -186,7 +186,8 @@ int RunTracker::finish(const RunResult& result, std::FILE* out) {
   if (logger_->refused()) {
     std::fprintf(out,
                  "petal: error: the MLflow server refused this run's tracking: %s\n"
-                 "petal: nothing was lost: %llu values and every artifact are in %s; fix the cause, then run `petal sync`\n",
+                 "petal: nothing was lost: %llu values and every artifact are in %s; fix the cause, then run `petal sync` "
+                 "(`petal sync --uri URL` sends it to another server)\n",
                  logger_->last_error().c_str(), static_cast<unsigned long long>(logger_->values_logged()),
                  logger_->spool_file().c_str());
     std::fflush(out);

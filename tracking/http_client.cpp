@@ -1,6 +1,8 @@
 #include "tracking/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -142,8 +144,26 @@ HttpResponse HttpClient::get_to_file(const std::string& path, const fs::path& fi
   return perform(r);
 }
 
+int HttpClient::on_socket_open(void* self, int fd, int) {
+  auto* client = static_cast<HttpClient*>(self);
+  std::lock_guard<std::mutex> lock(client->socket_mutex_);
+  client->active_socket_ = fd;
+  return CURL_SOCKOPT_OK;
+}
+
+int HttpClient::on_socket_close(void* self, int fd) {
+  auto* client = static_cast<HttpClient*>(self);
+  std::lock_guard<std::mutex> lock(client->socket_mutex_);
+  if (client->active_socket_ == fd) client->active_socket_ = -1;
+  return ::close(fd);
+}
+
 void HttpClient::abort() {
   aborted_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(socket_mutex_);
+    if (active_socket_ >= 0) ::shutdown(active_socket_, SHUT_RDWR);  // the blocked request returns now
+  }
   std::lock_guard<std::mutex> lock(pause_mutex_);
   pause_wake_.notify_all();
 }
@@ -238,6 +258,10 @@ HttpResponse HttpClient::perform_once(const Request& request, std::string* trans
   curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &HttpClient::on_progress);
   curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
+  curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, &HttpClient::on_socket_open);
+  curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, this);
+  curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, &HttpClient::on_socket_close);
+  curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, settings_.verify_tls ? 1L : 0L);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, settings_.verify_tls ? 2L : 0L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "petal/0.1");

@@ -94,6 +94,13 @@ class HttpClient {
   std::mutex mutex_;
   void* curl_ = nullptr;
   std::atomic<bool> aborted_{false};
+  // The connection in flight, so abort() can shut it down at once (libcurl itself would notice the
+  // flag only at its next progress call, up to a second later). Guarded by socket_mutex_, which
+  // the close callback also takes: a closed (and perhaps reused) descriptor is never touched.
+  std::mutex socket_mutex_;
+  int active_socket_ = -1;
+  static int on_socket_open(void* self, int fd, int purpose);
+  static int on_socket_close(void* self, int fd);
   std::mutex pause_mutex_;
   std::condition_variable pause_wake_;
 };

@@ -24,7 +24,7 @@ struct RunLoggerOptions {
   int flush_interval_ms = 1000;   // ... or when the oldest has waited this long
   // How long end_run and flush wait for the server once SIGINT/SIGTERM was requested; what is not
   // delivered by then stays in the spool (for `petal sync`, or the next `petal run`).
-  int interrupted_wait_ms = 800;
+  int interrupted_wait_ms = 500;
 };
 
 // Logs one MLflow run asynchronously and without loss. Invariants (docs/architecture.md):

@@ -157,6 +157,12 @@ void RunTracker::on_stage_end(const StagePlan& plan, const StageOutcome& outcome
 RegistrationResult RunTracker::register_model(const ModelRegistration& request) {
   logger_->flush();
   const std::string run_id = logger_->run_id();
+  if (logger_->refused()) {
+    throw PetalError("cannot register the model: the MLflow server refused this run's tracking (" + logger_->last_error() +
+                         "); fix the cause, `petal sync` the spooled run, and re-run `petal run` (register is not "
+                         "cached until it succeeds)",
+                     {}, kExitEnvironment);
+  }
   if (!client_ || logger_->offline() || run_id.empty()) {
     const std::string why = logger_->last_error().empty() ? "no tracking server" : logger_->last_error();
     throw PetalError("cannot register the model: the MLflow tracking server is not reachable (" + why +

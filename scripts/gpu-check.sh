@@ -29,46 +29,51 @@ set -uo pipefail
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 bad_usage() { echo "gpu-check.sh: $1 (see --help)" >&2; exit 64; }
 
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+build="${PETAL_GPU_BUILD_DIR:-$repo/build-gpu}"
+kit="$repo/.gpu-kit"
 out="${OUT:-./gpu-check-out}"
 quick=0
 jobs="$(nproc)"
 budget=
 rehearse=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --out) [[ $# -ge 2 && -n "$2" ]] || bad_usage "--out needs a folder"; out="$2"; shift 2 ;;
-    --out=*) out="${1#--out=}"; shift ;;
-    --quick) quick=1; shift ;;
-    --rehearse) rehearse=1; shift ;;
-    --jobs) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || bad_usage "--jobs needs a positive number"; jobs="$2"; shift 2 ;;
-    --budget) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || bad_usage "--budget needs seconds"; budget="$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) bad_usage "unknown argument '$1'" ;;
-  esac
-done
-
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-python="${PYTHON:-python3}"
-build="${PETAL_GPU_BUILD_DIR:-$repo/build-gpu}"
-kit="$repo/.gpu-kit"
 started=$SECONDS
+experiment_sets=(--set train.device=cuda --set finetune.device=cuda --set evaluate.device=cuda --set register.enabled=false)
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --out) [[ $# -ge 2 && -n "$2" ]] || bad_usage "--out needs a folder"; out="$2"; shift 2 ;;
+      --out=*) out="${1#--out=}"; shift ;;
+      --quick) quick=1; shift ;;
+      --rehearse) rehearse=1; shift ;;
+      --jobs) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || bad_usage "--jobs needs a positive number"; jobs="$2"; shift 2 ;;
+      --budget) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || bad_usage "--budget needs seconds"; budget="$2"; shift 2 ;;
+      -h|--help) usage; exit 0 ;;
+      *) bad_usage "unknown argument '$1'" ;;
+    esac
+  done
+  budget="${budget:-$((rehearse ? 7200 : 540))}"
+}
 
 has_gpu() {
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 &&
     "$python" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1
 }
-budget="${budget:-$((rehearse ? 7200 : 540))}"
-if ((!rehearse)) && ! has_gpu; then
-  echo "gpu-check.sh: no GPU: nvidia-smi lists none or $python's torch sees no CUDA device; nothing was run" >&2
-  exit 2
-fi
 
-mkdir -p "$out" || bad_usage "cannot create $out"
-out="$(cd "$out" && pwd)"
-work="$(mktemp -d /tmp/petal-gpu-check.XXXXXX)"
-mkdir -p "$work/tests"
-: >"$work/steps.tsv"
-export PETAL_TRACKING=off PYTHONUNBUFFERED=1
+# The output folder, a work folder for the steps' results (WORK), and the environment of the steps.
+prepare_run() {
+  mkdir -p "$out" || bad_usage "cannot create $out"
+  out="$(cd "$out" && pwd)"
+  work="$(mktemp -d /tmp/petal-gpu-check.XXXXXX)"
+  mkdir -p "$work/tests"
+  : >"$work/steps.tsv"
+  export PETAL_TRACKING=off PYTHONUNBUFFERED=1
+  export -f unpack_kit link_inputs configure build_targets default_experiment bench
+  export repo python build kit work out jobs quick
+  export experiment_sets_text="${experiment_sets[*]}"
+}
 
 # step NAME LIMIT LOG COMMAND...: runs COMMAND under the smaller of LIMIT and the budget's rest,
 # appends its output to LOG and records the outcome in steps.tsv.
@@ -94,7 +99,7 @@ step() {
 
 environment() {
   {
-    echo "date: $(date -u +%FT%TZ); host: $(hostname); cores: $(nproc); repo: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"
+    echo "date: $(date -u +%FT%TZ); host: ${HOSTNAME:-?}; cores: $(nproc); repo: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     "$python" -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "torchvision", torchvision.__version__)'
     command -v nvcc >/dev/null && nvcc --version | tail -2
@@ -107,7 +112,12 @@ environment() {
 
 unpack_kit() {
   [[ -e "$kit/kit.tar.xz" ]] || { echo "no $kit/kit.tar.xz: run scripts/gpu-kit.sh where packages can be installed"; return 3; }
-  rm -rf "$kit/root" && mkdir -p "$kit/root" && tar -xJf "$kit/kit.tar.xz" -C "$kit/root" || return 1
+  rm -rf "$kit/root" && mkdir -p "$kit/root" || return 1
+  if command -v xz >/dev/null; then
+    tar -xJf "$kit/kit.tar.xz" -C "$kit/root" || return 1
+  else  # Python's tarfile reads xz without the xz tool
+    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kit/kit.tar.xz" "$kit/root" || return 1
+  fi
   cat "$kit/root/kit.json"
   ldd "$kit/root/bin/petal" "$kit/root/bin/petal-data-worker"
   ! ldd "$kit/root/bin/petal" "$kit/root/bin/petal-data-worker" | grep -q 'not found' && "$kit/root/bin/petal" --version
@@ -152,8 +162,6 @@ cuda_tests() {
   return "$failed"
 }
 
-experiment_sets=(--set train.device=cuda --set finetune.device=cuda --set evaluate.device=cuda --set register.enabled=false)
-
 default_experiment() {
   local state="$work/experiment-state" t0 rc
   t0=$(date +%s.%N)
@@ -189,31 +197,53 @@ bench() {
     --json-out "$work/bench-$mode.json")
 }
 
-export -f unpack_kit link_inputs configure build_targets default_experiment bench
-export repo python build kit work out jobs quick
-export experiment_sets_text="${experiment_sets[*]}"
+all_passed() { awk -F'\t' '$2 != 0 {bad = 1} END {exit bad}' "$work/steps.tsv"; }
 
-environment >"$out/env.log"
-head -3 "$out/env.log"
-link_inputs >>"$out/env.log" 2>&1
-step "unpack the kit" 60 "$out/env.log" bash -c unpack_kit
-step "configure (PETAL_TORCH_ONLY)" 180 "$out/build.log" bash -c configure
-step "build" 420 "$out/build.log" bash -c build_targets
-if ((rehearse)); then
-  "$build/tests/petal_torch_tests" --list-test-cases --no-version | grep -i cuda
-  cat "$work/steps.tsv"
-  awk -F'\t' '$2 != 0 {bad = 1} END {exit bad}' "$work/steps.tsv"
-  exit
+build_steps() {
+  environment >"$out/env.log"
+  head -3 "$out/env.log"
+  link_inputs >>"$out/env.log" 2>&1
+  step "unpack the kit" 60 "$out/env.log" bash -c unpack_kit
+  step "configure (PETAL_TORCH_ONLY)" 180 "$out/build.log" bash -c configure
+  step "build" "$((rehearse ? budget : 420))" "$out/build.log" bash -c build_targets
+}
+
+gpu_steps() {
+  cuda_tests
+  step "bench: compute" 240 "$out/bench.log" bash -c 'bench compute resnet50,mobilenet_v2,efficientnet_b0'
+  step "default experiment on cuda" 180 "$out/experiment.log" bash -c "experiment_sets=($experiment_sets_text); default_experiment"
+  ((quick)) || step "bench: epoch (loader)" 150 "$out/bench.log" bash -c 'bench epoch resnet50'
+}
+
+write_summary() {
+  {
+    echo "$(sed -n 2p "$out/env.log") · $(sed -n 3p "$out/env.log") · petal $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"
+    echo "build: $build, $jobs jobs; budget ${budget}s, used $((SECONDS - started)) s; quick=$quick; bench: 12 loader threads, 4 intra-op threads"
+  } >"$work/header.txt"
+  cp "$work/steps.tsv" "$out/steps.tsv"
+  "$python" "$repo/scripts/gpu_check_summary.py" "$work" | tee "$out/summary.md"
+}
+
+main() {
+  parse_args "$@"
+  if ((!rehearse)) && ! has_gpu; then
+    echo "gpu-check.sh: no GPU: nvidia-smi lists none or $python's torch sees no CUDA device; nothing was run" >&2
+    exit 2
+  fi
+  prepare_run
+  build_steps
+  if ((rehearse)); then
+    "$build/tests/petal_torch_tests" --list-test-cases --no-version | grep -i cuda
+    cat "$work/steps.tsv"
+    all_passed
+    return
+  fi
+  gpu_steps
+  write_summary
+  all_passed
+}
+
+# Sourced (tests, a step by hand), it only defines the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
 fi
-cuda_tests
-step "bench: compute" 240 "$out/bench.log" bash -c 'bench compute resnet50,mobilenet_v2,efficientnet_b0'
-step "default experiment on cuda" 180 "$out/experiment.log" bash -c "experiment_sets=($experiment_sets_text); default_experiment"
-((quick)) || step "bench: epoch (loader)" 150 "$out/bench.log" bash -c 'bench epoch resnet50'
-
-{
-  echo "$(sed -n 2p "$out/env.log") · $(sed -n 3p "$out/env.log") · petal $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"
-  echo "build: $build, $jobs jobs; budget ${budget}s, used $((SECONDS - started)) s; quick=$quick; bench: 12 loader threads, 4 intra-op threads"
-} >"$work/header.txt"
-cp "$work/steps.tsv" "$out/steps.tsv"
-"$python" "$repo/scripts/gpu_check_summary.py" "$work" | tee "$out/summary.md"
-awk -F'\t' '$2 != 0 {bad = 1} END {exit bad}' "$work/steps.tsv"

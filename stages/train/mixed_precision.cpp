@@ -7,14 +7,19 @@
 namespace petal::train {
 
 namespace {
-// LibTorch 2.3 and later name the device; 1.13 has one setter per device kind.
-void set_cuda_autocast_dtype(at::ScalarType dtype) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+// LibTorch 2.4 and later name the device (their old CUDA-only calls warn on every use); 1.13 has
+// calls per kind of device.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
   at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-#else
-  at::autocast::set_autocast_gpu_dtype(dtype);
-#endif
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
 }
+#else
+void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
+  at::autocast::set_autocast_gpu_dtype(dtype);
+  at::autocast::set_enabled(enabled);
+}
+#endif
 }  // namespace
 
 Precision precision_on(const std::string& mixed_precision, const torch::Device& device) {
@@ -32,14 +37,13 @@ std::string describe(Precision precision) {
 }
 
 AutocastScope::AutocastScope(Precision precision) : enabled_(precision != Precision::Float32) {
-  if (!enabled_) return;
-  set_cuda_autocast_dtype(precision == Precision::BFloat16 ? at::kBFloat16 : at::kHalf);
-  at::autocast::set_enabled(true);
+  if (enabled_) set_cuda_autocast(true, precision == Precision::BFloat16 ? at::kBFloat16 : at::kHalf);
 }
 
+// Back to autocast off with LibTorch's default dtype (float16), as before the scope.
 AutocastScope::~AutocastScope() {
   if (!enabled_) return;
-  at::autocast::set_enabled(false);
+  set_cuda_autocast(false, at::kHalf);
   at::autocast::clear_cache();
 }
 

@@ -144,21 +144,24 @@ configure() {
 
 build_targets() { ninja -C "$build" -j "$jobs" petal-worker petal_torch_tests petal_bench_train; }
 
-# Every test case of petal_torch_tests whose name mentions CUDA, one log each.
+# Every test case of petal_torch_tests whose name mentions CUDA, one log each, all at once (the GPU
+# and 16 cores have room; none of them is timed).
 cuda_tests() {
-  local binary="$build/tests/petal_torch_tests" name file
+  local binary="$build/tests/petal_torch_tests" name file failed=0
   [[ -x "$binary" ]] || { echo "no $binary (the build failed)" >>"$out/tests.log"; return 1; }
   "$binary" --list-test-cases --no-version | grep -i 'cuda' | sed 's/^ *//' >"$work/cuda-cases.txt"
   [[ -s "$work/cuda-cases.txt" ]] || { echo "no CUDA test cases listed" >>"$out/tests.log"; return 1; }
-  local failed=0
   while IFS= read -r name; do
     file="$work/tests/$(echo "$name" | cut -d: -f1 | tr -c 'A-Za-z0-9\n' '_').log"
     # doctest's filters take wildcards; commas and brackets in a name would split or match them.
     OMP_NUM_THREADS=4 step "test: ${name:0:60}" 200 "$file" "$binary" -tc="$(echo "$name" | tr ',[]' '???')" \
-      --duration=true || failed=1
+      --duration=true &
+  done <"$work/cuda-cases.txt"
+  wait
+  for file in "$work"/tests/*.log; do
     grep -q 'did not run' "$file" && failed=1
     cat "$file" >>"$out/tests.log"
-  done <"$work/cuda-cases.txt"
+  done
   return "$failed"
 }
 
@@ -189,8 +192,8 @@ EOF
 }
 
 bench() {
-  local mode="$1" models="$2" steps=30 warmup=10
-  ((quick)) && steps=15 warmup=5
+  local mode="$1" models="$2" steps=20 warmup=5
+  ((quick)) && steps=10 warmup=3
   (cd "$repo" && PETAL_BUILD_DIR="$build" "$python" bench/train_throughput.py --no-build --device cuda --channels-last \
     --amp --amp-dtype bf16 --models "$models" --modes "$mode" --size 224 --batch 256 --threads 4 --workers 12 \
     --steps "$steps" --warmup "$warmup" --datasets "${PETAL_DATASETS:-$repo/../shared/datasets}" \

@@ -1,11 +1,11 @@
 # Dependencies of a PETAL_TORCH_ONLY build, taken from the kit that scripts/gpu-kit.sh prepares
-# (unpacked by scripts/gpu-check.sh into .gpu-kit/root): OpenCV (core, imgproc, imgcodecs; static,
+# (unpacked by scripts/gpu-check.sh into the build folder's kit/): OpenCV (core, imgproc, imgcodecs; static,
 # with libjpeg, libpng and zlib), OpenSSL's libcrypto and headers, nlohmann_json, toml++ (header-only
 # here) and doctest. Nothing is looked up in the system but a compiler, Threads and LibTorch.
-set(PETAL_KIT_ROOT "${CMAKE_CURRENT_SOURCE_DIR}/.gpu-kit/root" CACHE PATH "The unpacked kit (scripts/gpu-kit.sh)")
+set(PETAL_KIT_ROOT "${CMAKE_BINARY_DIR}/kit" CACHE PATH "The unpacked kit (scripts/gpu-kit.sh)")
 if(NOT EXISTS "${PETAL_KIT_ROOT}/kit.json")
   message(FATAL_ERROR "PETAL_TORCH_ONLY: no kit at ${PETAL_KIT_ROOT} (run scripts/gpu-kit.sh, then unpack "
-                      ".gpu-kit/kit.tar.xz there, as scripts/gpu-check.sh does; or set PETAL_KIT_ROOT)")
+                      ".gpu-kit/kit.tar.xz there, as scripts/gpu-check.sh does, or set PETAL_KIT_ROOT)")
 endif()
 message(STATUS "PETAL_TORCH_ONLY: dependencies from the kit at ${PETAL_KIT_ROOT}")
 set(kit_include "${PETAL_KIT_ROOT}/include")

@@ -106,21 +106,21 @@ environment() {
     "${CXX:-c++}" --version | head -1
     cmake --version | head -1
     ninja --version
-    cat "$kit/root/kit.json" 2>/dev/null
+    cat "$build/kit/kit.json" 2>/dev/null
   } 2>&1
 }
 
 unpack_kit() {
   [[ -e "$kit/kit.tar.xz" ]] || { echo "no $kit/kit.tar.xz: run scripts/gpu-kit.sh where packages can be installed"; return 3; }
-  rm -rf "$kit/root" && mkdir -p "$kit/root" || return 1
+  rm -rf "$build/kit" && mkdir -p "$build/kit" || return 1
   if command -v xz >/dev/null; then
-    tar -xJf "$kit/kit.tar.xz" -C "$kit/root" || return 1
+    tar -xJf "$kit/kit.tar.xz" -C "$build/kit" || return 1
   else  # Python's tarfile reads xz without the xz tool
-    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kit/kit.tar.xz" "$kit/root" || return 1
+    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kit/kit.tar.xz" "$build/kit" || return 1
   fi
-  cat "$kit/root/kit.json"
-  ldd "$kit/root/bin/petal" "$kit/root/bin/petal-data-worker"
-  ! ldd "$kit/root/bin/petal" "$kit/root/bin/petal-data-worker" | grep -q 'not found' && "$kit/root/bin/petal" --version
+  cat "$build/kit/kit.json"
+  ldd "$build/kit/bin/petal" "$build/kit/bin/petal-data-worker"
+  ! ldd "$build/kit/bin/petal" "$build/kit/bin/petal-data-worker" | grep -q 'not found' && "$build/kit/bin/petal" --version
 }
 
 link_inputs() {
@@ -138,7 +138,7 @@ configure() {
   nvcc="$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)"
   [[ -n "$nvcc" ]] && export PATH="$(dirname "$nvcc"):$PATH" CUDACXX="$nvcc"
   cmake -S "$repo" -B "$build" -G Ninja -DPETAL_TORCH_ONLY=ON -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$prefix" -DPETAL_KIT_ROOT="$kit/root" \
+    -DCMAKE_PREFIX_PATH="$prefix" -DPETAL_KIT_ROOT="$build/kit" \
     -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" -DCMAKE_CUDA_ARCHITECTURES=90
 }
 

@@ -6,7 +6,7 @@
 //
 //   petal_bench_train --model resnet18 --mode compute|epoch|forward --size 128 --batch 32 --threads 2
 //                     [--steps 20] [--warmup 3] [--data AUGMENT_OUT] [--workers 2] [--max-batches N]
-//                     [--device cpu|cuda] [--channels-last 0|1] [--amp 0|1]
+//                     [--device cpu|cuda] [--channels-last 0|1] [--amp 0|1|fp16|bf16]  (1 = fp16)
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
@@ -55,23 +55,26 @@ int main(int argc, char** argv) {
   spec.architecture = args["model"];
   spec.head.num_classes = std::stoll(args["classes"]);
   auto model = petal::models::make_classifier(spec);
-  // --device cuda [--channels-last 1] [--amp 1]: as the train stage does it (train_impl.cpp, trainer.cpp).
+  // --device cuda [--channels-last 1] [--amp fp16|bf16]: as the train stage does it (train_impl.cpp, trainer.cpp).
   const torch::Device device(args["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
-  const bool channels_last = args["channels-last"] == "1", amp = args["amp"] == "1" && device.is_cuda();
+  const bool channels_last = args["channels-last"] == "1";
+  const petal::train::Precision precision =
+      petal::train::precision_on(args["amp"] == "0" ? "false" : args["amp"] == "1" ? "fp16" : args["amp"], device);
+  const bool amp = precision != petal::train::Precision::Float32;
   const auto memory_format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   model->to(device);
   if (channels_last) petal::models::use_channels_last(*model);
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   std::vector<torch::Tensor> parameters = model->parameters();
-  petal::train::LossScaler scaler(amp);
+  petal::train::LossScaler scaler(precision == petal::train::Precision::Float16);
   const auto step = [&](const torch::Tensor& cpu_images, const torch::Tensor& cpu_labels) {
     const torch::Tensor images = cpu_images.to(device, /*non_blocking=*/true).contiguous(memory_format);
     const torch::Tensor labels = cpu_labels.to(device);
     optimizer.zero_grad();
     torch::Tensor logits, auxiliary;
     {
-      const petal::train::AutocastScope autocast(amp);
+      const petal::train::AutocastScope autocast(precision);
       std::tie(logits, auxiliary) = model->forward_with_auxiliary(images);
     }
     logits = logits.to(torch::kFloat32);
@@ -133,7 +136,8 @@ int main(int argc, char** argv) {
                               {"seconds", seconds},       {"images_per_second", images / seconds},
                               {"loss", last_loss},        {"hwm_kb", status_kb("VmHWM")},
                               {"threads", threads},       {"torch", TORCH_VERSION},
-                              {"device", args["device"]}, {"channels_last", channels_last}, {"amp", amp}};
+                              {"device", args["device"]}, {"channels_last", channels_last}, {"amp", amp},
+                              {"precision", petal::train::describe(precision)}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

@@ -22,7 +22,7 @@ Usage:
   python3 bench/train_throughput.py [--models resnet18,mobilenet_v2] [--size 128] [--batch 32]
                                     [--threads 2] [--workers 2] [--steps 20] [--max-batches 0]
                                     [--rounds 1] [--datasets DIR] [--no-build] [--keep]
-                                    [--device cpu|cuda] [--channels-last] [--amp]
+                                    [--device cpu|cuda] [--channels-last] [--amp] [--amp-dtype fp16|bf16]
   PETAL_BUILD_DIR=build-cuda picks another build tree (e.g. one against a CUDA LibTorch).
 
 Exit status: 0 when the goals pass (compute >= 1.0x, epoch >= 1.3x, petal's peak memory <= the
@@ -63,19 +63,22 @@ def python_side(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     amp = args.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if args.amp_dtype == "bf16" else torch.float16
     model = getattr(torchvision.models, args.model)(num_classes=5).to(device, memory_format=memory_format)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     # torch.amp.GradScaler is 2.3+; torch.cuda.amp.GradScaler is the same class before that.
-    scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch.amp, "GradScaler") else \
-        torch.cuda.amp.GradScaler(enabled=amp)
+    # bfloat16 needs no loss scaling (float32's exponent range).
+    scaling = amp and amp_dtype == torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=scaling) if hasattr(torch.amp, "GradScaler") else \
+        torch.cuda.amp.GradScaler(enabled=scaling)
 
     def step(x, y):
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext():
+        with torch.autocast(device.type, dtype=amp_dtype) if amp else contextlib.nullcontext():
             loss = loss_fn(model(x), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -191,9 +194,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (both sides)")
-    parser.add_argument("--amp", action="store_true", help="CUDA: float16 autocast with loss scaling (both sides)")
+    parser.add_argument("--amp", action="store_true", help="CUDA: autocast (both sides), see --amp-dtype")
+    parser.add_argument("--amp-dtype", choices=["fp16", "bf16"], default="fp16",
+                        help="fp16: float16 with loss scaling; bf16: bfloat16, no scaling")
+    parser.add_argument("--modes", default="compute,epoch", help="compute, epoch or both")
     parser.add_argument("--datasets", default=os.environ.get("PETAL_DATASETS", str(REPO.parent / "shared" / "datasets")))
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--json-out", help="also write the table's rows to this JSON file")
     parser.add_argument("--keep", action="store_true")
     # Internal: run one side.
     parser.add_argument("--side", choices=["python"])
@@ -222,13 +229,15 @@ def main() -> int:
     results: dict[tuple[str, str, str], list[dict]] = {}
     for round_number in range(args.rounds):
         for model in args.models.split(","):
-            for mode in ("compute", "epoch"):
+            for mode in args.modes.split(","):
                 common = ["--model", model, "--mode", mode, "--size", str(args.size), "--batch", str(args.batch),
                           "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
                           "--workers", str(args.workers), "--max-batches", str(args.max_batches),
                           "--device", args.device]
-                extra_petal = ["--channels-last", str(int(args.channels_last)), "--amp", str(int(args.amp))]
-                extra_python = (["--channels-last"] if args.channels_last else []) + (["--amp"] if args.amp else [])
+                extra_petal = ["--channels-last", str(int(args.channels_last)),
+                               "--amp", args.amp_dtype if args.amp else "0"]
+                extra_python = (["--channels-last"] if args.channels_last else []) + \
+                    (["--amp", "--amp-dtype", args.amp_dtype] if args.amp else [])
                 petal_argv = [str(BUILD / "petal_bench_train"), *common, *extra_petal, "--data", str(data)]
                 python_argv = [python, __file__, "--side", "python", *common, *extra_python, "--data", str(data),
                                "--root", str(dataset)]
@@ -240,14 +249,15 @@ def main() -> int:
 
     torch_versions = {r[0]["torch"] for r in results.values()}
     print()
-    device = args.device + (", channels-last" if args.channels_last else "") + (", float16 autocast" if args.amp else "")
+    device = args.device + (", channels-last" if args.channels_last else "") + \
+        (f", {args.amp_dtype} autocast" if args.amp else "")
     print(f"training throughput on {device}, {args.size} px, batch {args.batch}, {args.threads} intra-op threads, "
           f"{args.workers} loader workers, SGD; median of {args.rounds} round(s); torch {', '.join(sorted(torch_versions))}")
     print(f"{'model':<14} {'mode':<8} {'petal img/s':>12} {'PyTorch img/s':>14} {'ratio':>7} {'goal':>6} "
           f"{'petal MB':>9} {'PyTorch MB':>11} {'MB ratio':>9}")
-    passed = True
+    passed, rows = True, []
     for model in args.models.split(","):
-        for mode in ("compute", "epoch"):
+        for mode in args.modes.split(","):
             ours = statistics.median(r["images_per_second"] for r in results[(model, mode, "petal")])
             theirs = statistics.median(r["images_per_second"] for r in results[(model, mode, "python")])
             our_mb = max(r["peak_pss_mb"] for r in results[(model, mode, "petal")])
@@ -255,8 +265,12 @@ def main() -> int:
             goal = GOAL_COMPUTE if mode == "compute" else GOAL_EPOCH
             ok = ours / theirs >= goal and our_mb <= their_mb
             passed &= ok
+            rows.append({"model": model, "mode": mode, "petal": ours, "pytorch": theirs, "ratio": ours / theirs,
+                         "petal_mb": our_mb, "pytorch_mb": their_mb, "pass": ok})
             print(f"{model:<14} {mode:<8} {ours:>12.1f} {theirs:>14.1f} {ours / theirs:>6.2f}x {goal:>5.1f}x "
                   f"{our_mb:>9.0f} {their_mb:>11.0f} {our_mb / their_mb:>8.2f}x  {'pass' if ok else 'FAIL'}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"device": device, "rows": rows}, indent=1) + "\n")
     if not args.keep:
         subprocess.run(["rm", "-rf", str(work)])
     else:

@@ -2,6 +2,7 @@
 
 #include "pipeline/config/experiment.h"
 #include "pipeline/config/param_spec.h"
+#include "stages/train/train_params.h"
 #include "tests/support/test_support.h"
 
 using namespace petal;
@@ -69,6 +70,45 @@ TEST_CASE("a choice that accepts booleans canonicalises them to the choice of th
         "must be one of \"auto\", \"true\", \"false\" or a boolean (got 1)");
   const ParamSpec strict = ParamSpec::choice("mode", {"a", "b"}, "a", "");
   CHECK(check_param_value(strict, true, &canonical) == "must be one of \"a\", \"b\" (got boolean true)");
+}
+
+namespace {
+// Defaults of the train stage's parameters, with `overrides` on top (canonical values).
+nlohmann::json train_params_with(const nlohmann::json& overrides) {
+  nlohmann::json params;
+  for (const ParamSpec& spec : train_param_specs(TrainPhase::Train)) params[spec.name] = spec.default_value;
+  params["model"] = "resnet18";
+  params.update(overrides);
+  return params;
+}
+}  // namespace
+
+TEST_CASE("train.mixed_precision: false, true (= fp16), fp16 and bf16, and the CPU refuses all but false") {
+  const std::vector<ParamSpec> specs = train_param_specs(TrainPhase::Finetune);
+  const ParamSpec* spec = find_param(specs, "mixed_precision");
+  REQUIRE(spec != nullptr);
+  CHECK(spec->default_value == "false");
+  nlohmann::json canonical;
+  for (const nlohmann::json& value : {nlohmann::json("bf16"), nlohmann::json("fp16"), nlohmann::json(false)}) {
+    CAPTURE(value);
+    CHECK(check_param_value(*spec, value, &canonical).empty());
+    CHECK(canonical == (value.is_boolean() ? "false" : value));
+  }
+  CHECK(check_param_value(*spec, true, &canonical).empty());
+  CHECK(canonical == "true");  // an experiment written before bf16 keeps its meaning (fp16) and key
+  CHECK(check_param_value(*spec, "bf32", &canonical) ==
+        "must be one of \"false\", \"true\", \"fp16\", \"bf16\" (got \"bf32\"; did you mean \"bf16\"?)");
+
+  using Problems = std::vector<std::pair<std::string, std::string>>;
+  const Problems none;
+  CHECK(check_train_params(train_params_with({{"mixed_precision", "bf16"}, {"device", "cuda"}}), TrainPhase::Train) == none);
+  CHECK(check_train_params(train_params_with({{"mixed_precision", "bf16"}, {"device", "auto"}}), TrainPhase::Train) == none);
+  CHECK(check_train_params(train_params_with({{"device", "cpu"}}), TrainPhase::Train) == none);
+  const Problems on_cpu =
+      check_train_params(train_params_with({{"mixed_precision", "bf16"}, {"device", "cpu"}}), TrainPhase::Train);
+  REQUIRE(on_cpu.size() == 1);
+  CHECK(on_cpu[0].first == "mixed_precision");
+  CHECK(on_cpu[0].second.find("use false on the CPU") != std::string::npos);
 }
 
 TEST_CASE("unknown keys get a did-you-mean suggestion") {

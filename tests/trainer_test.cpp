@@ -309,7 +309,7 @@ TEST_CASE("train stage: channels_last = auto trains mobilenet_v2 in channels-las
 // train loss 0.660 against 0.678 (measured here, "channels_last = auto" above). So the GPU run is
 // held to that spread, measured in this test, not to float32 rounding; one step's gradients are
 // compared closely in models_test.cpp ("model zoo on CUDA").
-TEST_CASE("train stage on CUDA: the CPU's losses and weights within the CPU's own rounding spread, deterministic, channels-last, mixed precision") {
+TEST_CASE("train stage on CUDA: the CPU's losses and weights within the CPU's own rounding spread, deterministic, channels-last, mixed precision (fp16, bf16)") {
   if (!torch::cuda::is_available()) {
     MESSAGE("no usable CUDA device in this LibTorch build: the CUDA training checks did not run");
     return;
@@ -348,6 +348,14 @@ TEST_CASE("train stage on CUDA: the CPU's losses and weights within the CPU's ow
   MESSAGE("mixed precision: best val accuracy " << mixed.metrics["best_val_accuracy"]);
   CHECK(mixed.metrics["best_val_accuracy"].get<double>() >= 0.8);
   for (const auto& [name, tensor] : mixed.weights) {
+    INFO(name);
+    CHECK((tensor.scalar_type() == torch::kFloat32 || tensor.scalar_type() == torch::kLong));
+  }
+  // bfloat16 autocast, no loss scaling: learns the task as well, and the weights stay float32.
+  const TrainedRun bf16 = train_colour_task("epochs = 6\ndevice = \"cuda\"\nchannels_last = true\nmixed_precision = \"bf16\"");
+  MESSAGE("bf16 autocast: best val accuracy " << bf16.metrics["best_val_accuracy"]);
+  CHECK(bf16.metrics["best_val_accuracy"].get<double>() >= 0.8);
+  for (const auto& [name, tensor] : bf16.weights) {
     INFO(name);
     CHECK((tensor.scalar_type() == torch::kFloat32 || tensor.scalar_type() == torch::kLong));
   }

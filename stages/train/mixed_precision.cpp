@@ -2,16 +2,48 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/version.h>
 
 namespace petal::train {
 
-AutocastScope::AutocastScope(bool enabled) : enabled_(enabled) {
-  if (enabled_) at::autocast::set_enabled(true);
+namespace {
+// LibTorch 2.4 and later name the device (their old CUDA-only calls warn on every use); 1.13 has
+// calls per kind of device.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+}
+#else
+void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
+  at::autocast::set_autocast_gpu_dtype(dtype);
+  at::autocast::set_enabled(enabled);
+}
+#endif
+}  // namespace
+
+Precision precision_on(const std::string& mixed_precision, const torch::Device& device) {
+  if (!device.is_cuda() || mixed_precision == "false") return Precision::Float32;
+  return mixed_precision == "bf16" ? Precision::BFloat16 : Precision::Float16;
 }
 
+std::string describe(Precision precision) {
+  switch (precision) {
+    case Precision::Float16: return "fp16 autocast with loss scaling";
+    case Precision::BFloat16: return "bf16 autocast";
+    case Precision::Float32: break;
+  }
+  return "float32";
+}
+
+AutocastScope::AutocastScope(Precision precision) : enabled_(precision != Precision::Float32) {
+  if (enabled_) set_cuda_autocast(true, precision == Precision::BFloat16 ? at::kBFloat16 : at::kHalf);
+}
+
+// Back to autocast off with LibTorch's default dtype (float16), as before the scope.
 AutocastScope::~AutocastScope() {
   if (!enabled_) return;
-  at::autocast::set_enabled(false);
+  set_cuda_autocast(false, at::kHalf);
   at::autocast::clear_cache();
 }
 

@@ -1,17 +1,28 @@
 #pragma once
-// Float16 mixed precision on CUDA: the autocast scope of a forward pass, and dynamic loss scaling.
+// Mixed precision on CUDA: the autocast scope of a forward pass (float16 or bfloat16), and dynamic
+// loss scaling (float16 only: bfloat16 has float32's exponent range, so small gradients survive).
 
 #include <torch/types.h>
 
+#include <string>
 #include <vector>
 
 namespace petal::train {
 
-// Float16 autocast for the forward passes inside the scope (when enabled); on leaving, autocast is
-// off again and its cast cache cleared, so no cast of this step's weights outlives it.
+enum class Precision { Float32, Float16, BFloat16 };
+
+// The train parameter mixed_precision ("false", "true" = "fp16", "fp16", "bf16") on `device`:
+// Float32 off CUDA (train_params.cpp rejects it with device = "cpu"; "auto" on a CPU-only machine
+// trains in float32).
+Precision precision_on(const std::string& mixed_precision, const torch::Device& device);
+// "float32", "fp16 autocast with loss scaling", "bf16 autocast": for log lines and training.json.
+std::string describe(Precision precision);
+
+// Autocast to `precision` for the forward passes inside the scope (none for Float32); on leaving,
+// autocast is off again and its cast cache cleared, so no cast of this step's weights outlives it.
 class AutocastScope {
  public:
-  explicit AutocastScope(bool enabled);
+  explicit AutocastScope(Precision precision);
   ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;

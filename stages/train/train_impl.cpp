@@ -115,7 +115,7 @@ train::TrainerOptions trainer_options(const json& p, int threads, torch::Device 
   const long long workers = p.at("loader_workers");
   o.loader_workers = workers > 0 ? static_cast<int>(workers) : threads;
   o.device = device;
-  o.mixed_precision = p.at("mixed_precision");
+  o.mixed_precision = train::precision_on(p.at("mixed_precision").get<std::string>(), device);
   return o;
 }
 
@@ -233,7 +233,8 @@ void run_phase(StageContext& ctx, bool finetune) {
   options.trainable.lr_multiplier = lr_multiplier;
   log_line(ctx.stage_name + ": " + spec.architecture + " on " + device.str() + ", " + std::to_string(threads) +
            " intra-op threads, " + std::to_string(options.loader_workers) + " loader workers, " +
-           (channels_last ? "channels-last" : "contiguous") + " memory format; training " +
+           (channels_last ? "channels-last" : "contiguous") + " memory format, " +
+           train::describe(options.mixed_precision) + "; training " +
            (first_trained >= model->blocks().size() ? std::string("the head only")
                                                     : "from block " + model->blocks()[first_trained]));
   const auto started = std::chrono::steady_clock::now();

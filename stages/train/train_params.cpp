@@ -93,7 +93,10 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
                         "NHWC memory format; auto = on for CPU training of the architectures where it is faster "
                         "(depthwise convolutions: mobilenet_v2, efficientnet_*, also densenet121, resnet50)")
           .accept_booleans());
-  add(ParamSpec::boolean("mixed_precision", false, "CUDA only: autocast to float16 with dynamic loss scaling"));
+  add(ParamSpec::choice("mixed_precision", {"false", "true", "fp16", "bf16"}, "false",
+                        "CUDA only: autocast to fp16 with dynamic loss scaling (true = fp16), or to bf16 (no "
+                        "scaling needed: bfloat16 has float32's range)")
+          .accept_booleans());
   return specs;
 }
 
@@ -146,8 +149,9 @@ std::vector<std::pair<std::string, std::string>> check_train_params(const json& 
       params.at("momentum").get<double>() == 0) {
     problems.emplace_back("nesterov", "needs momentum > 0");
   }
-  if (params.at("mixed_precision").get<bool>() && params.at("device").get<std::string>() == "cpu") {
-    problems.emplace_back("mixed_precision", "is for device = \"cuda\" (or \"auto\" on a CUDA build)");
+  if (params.at("mixed_precision").get<std::string>() != "false" && params.at("device").get<std::string>() == "cpu") {
+    problems.emplace_back("mixed_precision", "is for device = \"cuda\" (or \"auto\", where it applies only when "
+                                             "that picks CUDA); use false on the CPU");
   }
   return problems;
 }

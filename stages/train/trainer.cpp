@@ -289,7 +289,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   const torch::Tensor class_weights =
       options.balanced_class_weights ? balanced_weights(data_dir, classes).to(options.device) : torch::Tensor();
   EarlyStopping stopper(options.early_stopping);
-  LossScaler scaler(options.mixed_precision && options.device.is_cuda());
+  LossScaler scaler(options.mixed_precision == Precision::Float16);
 
   TrainResult result;
   result.used_feature_cache = use_features;
@@ -346,7 +346,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       }
       torch::Tensor logits, auxiliary_logits;
       {
-        const AutocastScope autocast(options.mixed_precision && options.device.is_cuda());
+        const AutocastScope autocast(options.mixed_precision);
         if (input_is_features) {
           logits = model.classify(x);
         } else if (head_only) {

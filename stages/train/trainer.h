@@ -14,6 +14,7 @@
 #include "stages/train/batch_mix.h"
 #include "stages/train/distributed/collective.h"
 #include "stages/train/early_stopping.h"
+#include "stages/train/mixed_precision.h"
 #include "stages/augment/normalize.h"
 #include "stages/train/lr_schedule.h"
 #include "stages/train/models/classifier.h"
@@ -40,7 +41,7 @@ struct TrainerOptions {
   torch::Device device = torch::kCPU;
   bool channels_last = false;
   augment::Normalization normalization = augment::Normalization::imagenet();  // of every loader's images
-  bool mixed_precision = false;       // CUDA: float16 autocast with dynamic loss scaling
+  Precision mixed_precision = Precision::Float32;  // CUDA autocast; Float16 adds dynamic loss scaling
   // Data parallelism (distributed/data_parallel.h): null for one process. Each rank trains on its
   // share of every global batch of `batch_size`; metrics are merged over ranks, so every rank
   // reports the same numbers.

@@ -19,6 +19,7 @@
 #include "stages/augment/color_ops.h"
 #include "stages/augment/geometry_ops.h"
 #include "stages/augment/image_cache.h"
+#include "stages/augment/image_check.h"
 #include "stages/augment/image_decode.h"
 #include "stages/augment/normalize.h"
 #include "stages/augment/policy_presets.h"
@@ -380,6 +381,27 @@ TEST_CASE("jpeg_size reads the frame header, and decode_image gives RGB at the c
   CHECK(decode_image(png, 1000, false).size() == cv::Size(400, 300));  // never enlarged...
   CHECK(decode_image(png, 600, true).size() == cv::Size(800, 600));    // ...unless asked
   CHECK_THROWS_AS(decode_image(std::vector<unsigned char>{1, 2, 3}, 64, false), std::runtime_error);
+}
+
+TEST_CASE("decode_image refuses a truncated JPEG or PNG and an empty buffer with the reason split gives") {
+  cv::Mat bgr(64, 64, CV_8UC3, cv::Scalar(20, 200, 40));
+  std::vector<unsigned char> jpeg, png;
+  cv::imencode(".jpg", bgr, jpeg);
+  cv::imencode(".png", bgr, png);
+  const auto message_of = [](std::vector<unsigned char> bytes) {
+    try {
+      decode_image(bytes, 32, false);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(decoded)");
+  };
+  // OpenCV alone decodes a cut-off JPEG "successfully" to a half-grey picture.
+  CHECK(message_of({jpeg.begin(), jpeg.end() - 100}) == "truncated JPEG (no end-of-image marker)");
+  CHECK(message_of({png.begin(), png.end() - 20}) == "truncated PNG (no IEND chunk)");
+  CHECK(message_of({}) == "empty file");  // once a raw OpenCV assertion
+  CHECK(message_of(jpeg) == "(decoded)");
+  CHECK(image_bytes_problem(jpeg).empty());
 }
 
 // Resident kB of this process's mappings of files named `name` (from /proc/self/smaps: a mapping's

@@ -2,12 +2,14 @@
 
 #include "pipeline/config/experiment.h"
 #include "pipeline/config/param_spec.h"
+#include "pipeline/dag/stage_registry.h"
 #include "stages/train/train_params.h"
 #include "tests/support/test_support.h"
 
 using namespace petal;
 using petal::test::TempDir;
 using petal::test::write_file;
+using nlohmann::json;
 
 namespace {
 
@@ -55,6 +57,36 @@ TEST_CASE("exact error texts for invalid values") {
         "x.toml:3:1: split.ratios must sum to 1 (got 1.1)");
   CHECK(errors_of(dir, "name = \"d\"\n[download]\nsource = \"lcoal\"\npath = \".\"\n") ==
         "x.toml:3:1: download.source must be one of \"local\", \"url\", \"auto\", \"flowers102\" (got \"lcoal\"; did you mean \"local\"?)");
+}
+
+TEST_CASE("an integer too large for its consumer is an error at its position, not a crash in the stage") {
+  TempDir dir;
+  // Every integer is an int32 in the stages: a larger value once wrapped to a negative thread count.
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = 0x7fffffffffffffff\n") ==
+        "x.toml:4:1: g.sleep_ms must be <= 2147483647 (got 9223372036854775807)");
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\n", {"g.sleep_ms=2147483648"}) ==
+        "--set g.sleep_ms=2147483648: g.sleep_ms must be <= 2147483647 (got 2147483648)");
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = 2147483647\n") == "(no error)");
+  // The real train stage: threads as LibTorch accepts them.
+  const auto specs = train_param_specs(TrainPhase::Train);
+  json canonical;
+  CHECK(check_param_value(*find_param(specs, "threads"), json(2147483648LL), &canonical) ==
+        "must be <= 1024 (got 2147483648)");
+  CHECK(check_param_value(*find_param(specs, "threads"), json(-1), &canonical) == "must be >= 0 (got -1)");
+  CHECK(check_param_value(*find_param(specs, "epochs"), json(0), &canonical) == "must be >= 1 (got 0)");
+}
+
+TEST_CASE("every integer parameter of every built-in stage has an upper bound its consumer accepts") {
+  const StageRegistry& registry = builtin_registry();
+  for (const std::string& name : registry.names()) {
+    for (const ParamSpec& spec : registry.find(name)->params) {
+      if (spec.type != ParamType::Int) continue;
+      INFO(name << "." << spec.name);
+      REQUIRE(spec.max.has_value());
+      CHECK(*spec.max <= 2147483647.0);
+      CHECK(spec.min.has_value());
+    }
+  }
 }
 
 TEST_CASE("a choice that accepts booleans canonicalises them to the choice of that name") {
@@ -116,7 +148,7 @@ TEST_CASE("unknown keys get a did-you-mean suggestion") {
   CHECK(errors_of(dir, "nmae = \"d\"\n") ==
         "x.toml:1:1: unknown key 'nmae' (did you mean 'name'?); top-level keys are name, description, extends, "
         "tracking, and one table per stage\n"
-        "x.toml: name is required, e.g. name = \"flowers5\"");
+        "x.toml:1:1: name is required: add name = \"flowers5\" (any name) at the top");
   CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\ntxt = \"a\"\n") ==
         "x.toml:4:1: g.txt is not a parameter of stage kind 'emit' (did you mean 'text'?); its parameters are: "
         "text, sleep_ms, fail, rate");
@@ -169,6 +201,45 @@ TEST_CASE("extends cycles and missing bases are errors") {
   CHECK(errors_of(dir, "extends = \"a.toml\"\nname = \"d\"\n").find("`extends` forms a cycle: ") != std::string::npos);
   CHECK(errors_of(dir, "extends = \"nope.toml\"\nname = \"d\"\n") ==
         "x.toml:1:1: experiment file nope.toml does not exist (named by `extends`)");
+}
+
+TEST_CASE("extends naming a device, a folder or nothing says which, at the extends line") {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "configs");
+  CHECK(errors_of(dir, "extends = \"/dev/zero\"\nname = \"d\"\n") ==
+        "x.toml:1:1: experiment file /dev/zero is not a regular file (a device, pipe or socket); name a .toml file "
+        "(named by `extends`)");
+  CHECK(errors_of(dir, "extends = \"configs\"\nname = \"d\"\n") ==
+        "x.toml:1:1: experiment file " + (dir / "configs").string().substr(dir.path().string().size() + 1) +
+            " is a folder; name a .toml file in it (named by `extends`)");
+  CHECK(errors_of(dir, "extends = \"\"\nname = \"d\"\n") ==
+        "x.toml:1:1: extends names an empty file name; name a base experiment file, e.g. extends = \"base.toml\"");
+  CHECK(errors_of(dir, "extends = [\"\"]\nname = \"d\"\n") ==
+        "x.toml:1:1: extends names an empty file name; name a base experiment file, e.g. extends = \"base.toml\"");
+}
+
+TEST_CASE("a huge value is shown once, clipped, in its error") {
+  TempDir dir;
+  const std::string huge(10 << 20, 'x');
+  const std::string file_error = errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nsleep_ms = \"" + huge + "\"\n");
+  CHECK(file_error == "x.toml:4:1: g.sleep_ms must be an integer (got string \"" + std::string(79, 'x') +
+                          "... (10485762 bytes))");
+  const std::string set_error = errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\n", {"g.sleep_ms=" + huge});
+  CHECK(set_error.size() < 400);
+  CHECK(set_error.find("(10485771 bytes)") != std::string::npos);  // the --set text, clipped
+  INFO(set_error);
+  CHECK(set_error.find("(10485762 bytes)") != std::string::npos);  // the value (quoted), clipped
+  const std::string choice_error = errors_of(dir, "name = \"d\"\n[split]\nmethod = \"" + huge + "\"\n");
+  CHECK(choice_error.size() < 400);
+}
+
+TEST_CASE("needs = [] on a stage that reads inputs is an error at load time, naming what it reads") {
+  TempDir dir;
+  CHECK(errors_of(dir, "name = \"d\"\n[split]\nneeds = []\n") ==
+        "x.toml:3:1: split.needs must name the stages it reads (got []); a split stage reads download: remove `needs` "
+        "for that default, or list the stages, e.g. needs = [\"download\"]");
+  // A kind without default inputs may stand alone.
+  CHECK(errors_of(dir, "name = \"d\"\n[g]\nkind = \"emit\"\nneeds = []\n") == "(no error)");
 }
 
 TEST_CASE("--set overrides are typed and validated like the file") {

@@ -9,6 +9,7 @@
 
 using namespace petal;
 using petal::test::TempDir;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -27,13 +28,14 @@ struct Bench {
     experiment = load_experiment(dir / "x.toml", test::test_registry(), LoadOptions{std::move(overrides)});
     graph = Graph::build(experiment, test::test_registry());
   }
-  Plan plan() { return make_plan(graph, cache, digests, false); }
-  RunResult run(int jobs = 1, bool keep_going = false) {
-    Plan p = plan();
+  Plan plan(bool verify = false) { return make_plan(graph, cache, digests, verify); }
+  RunResult run(int jobs = 1, bool keep_going = false, bool verify = false) {
+    Plan p = plan(verify);
     ExecutionObserver quiet;
     ExecuteOptions options;
     options.jobs = jobs;
     options.keep_going = keep_going;
+    options.verify = verify;
     options.run_id = "test-run";
     options.experiment = experiment.name;
     options.base_dir = dir.path();
@@ -69,6 +71,25 @@ TEST_CASE("a pipeline runs in dependency order, then is fully cached") {
   CHECK(second.count(StageStatus::Cached) == 4);
   CHECK(b.outcome(second, "top").report.metrics.at("length") == 1);  // a cached stage keeps its report
   CHECK(b.outcome(second, "top").built_by_run == "test-run");
+}
+
+TEST_CASE("run --verify rebuilds an entry whose bytes changed behind the same size and mtime") {
+  Bench b(kDiamond);
+  b.run();
+  const fs::path file = b.cache.out_dir(b.plan().stages[b.graph.find("top")->index].key) / "value.txt";
+  const auto mtime = fs::last_write_time(file);
+  fs::permissions(file, fs::perms::owner_write, fs::perm_options::add);
+  test::write_file(file, "X");  // one byte flipped, same size
+  fs::last_write_time(file, mtime);
+  // The cheap check cannot see it; the verified one must, under the lock too (it once took the
+  // damaged entry for one "built by a concurrent run").
+  CHECK(b.plan(false).stages[b.graph.find("top")->index].lookup.state == EntryState::Committed);
+  const RunResult r = b.run(1, false, /*verify=*/true);
+  CHECK(b.outcome(r, "top").status == StageStatus::Ran);
+  CHECK_FALSE(b.outcome(r, "top").built_concurrently);
+  CHECK(b.outcome(r, "left").status == StageStatus::Cached);
+  CHECK(test::read_file(file) == "T");
+  CHECK(b.run(1, false, true).count(StageStatus::Cached) == 4);
 }
 
 TEST_CASE("a changed parameter re-runs exactly the stages that depend on it") {

@@ -14,8 +14,8 @@
 // ("values lost").
 //
 // The defaults are the fast part that CI runs (label `fault`). By hand, e.g. the goal:
-//   PETAL_FAULT_KILLS=1000 PETAL_FAULT_SERVER_KILLS=20 PETAL_FAULT_ERROR_ANSWERS=20 PETAL_FAULT_SILENT=5 \
-//     ctest -L fault --output-on-failure -V
+//   PETAL_FAULT_KILLS=1000 PETAL_FAULT_SERVER_KILLS=20 PETAL_FAULT_ERROR_ANSWERS=20 PETAL_FAULT_SILENT=5
+//   ctest -L fault --output-on-failure -V     (the variables exported, or on the same line)
 // PETAL_FAULT_SEED repeats a run's random choices (the seed is printed).
 #include <doctest/doctest.h>
 #include <signal.h>

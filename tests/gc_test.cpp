@@ -48,6 +48,10 @@ TEST_CASE("gc removes least-recently-used entries down to the limit, never pinne
   CHECK(cache.lookup(key_of('a'), true).state == EntryState::Committed);
   CHECK(cache.lookup(key_of('b'), false).state == EntryState::Missing);
   CHECK(cache.lookup(key_of('d'), true).state == EntryState::Committed);
+  // The removed entries' lock files go with them (they once stayed behind forever).
+  CHECK_FALSE(std::filesystem::exists(dir / "cache/locks" / (key_of('b') + ".lock")));
+  CHECK_FALSE(std::filesystem::exists(dir / "cache/locks" / (key_of('c') + ".lock")));
+  CHECK(std::filesystem::exists(dir / "cache/locks" / (key_of('d') + ".lock")));
 }
 
 TEST_CASE("gc skips an entry whose key is being built right now") {

@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "pipeline/cache/stage_cache.h"
+#include "pipeline/util/file_lock.h"
 #include "pipeline/util/fs.h"
 #include "tests/support/test_support.h"
 
@@ -132,6 +134,49 @@ TEST_CASE("leftover temp folders of dead builds are removed, live ones kept") {
   std::filesystem::create_directories(dir / "cache/tmp" / (std::string(64, 'b') + ".123.0.abc") / "out");
   CHECK(cache.remove_stale_temps() == 1);
   CHECK(std::filesystem::exists(live->out_dir()));
+}
+
+TEST_CASE("a lock file deleted while another process waits on it: the waiter takes the new file, never a second lock") {
+  TempDir dir;
+  const std::filesystem::path path = dir / "k.lock";
+  FileLock first = FileLock::acquire(path);
+  std::promise<void> waiting, acquired, done;
+  std::shared_future<void> done_future = done.get_future().share();
+  std::thread waiter([&] {
+    waiting.set_value();
+    FileLock second = FileLock::acquire(path);  // opens the old inode, waits on it
+    CHECK(second.held());
+    acquired.set_value();
+    done_future.wait();
+  });
+  waiting.get_future().wait();
+  // The waiter may or may not have reached flock yet; either way it must end up holding the file
+  // that is at `path`, so nobody else can lock it.
+  first.remove_and_release(path);
+  acquired.get_future().wait();
+  CHECK(std::filesystem::exists(path));
+  CHECK_FALSE(FileLock::try_acquire(path).held());
+  done.set_value();
+  waiter.join();
+  CHECK(FileLock::try_acquire(path).held());
+}
+
+TEST_CASE("lock files of keys with nothing left are removed with the leftovers, held ones kept") {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  StageCache cache(dir / "cache");
+  commit_entry(cache, kKey, "first");
+  const std::string gone = std::string(64, 'c');
+  { auto failed = cache.begin(gone); }  // a build that never committed: its temp folder goes, its lock stays
+  const std::string busy = std::string(64, 'd');
+  auto live = cache.begin(busy);
+  cache.remove_stale_temps();
+  CHECK(fs::exists(dir / "cache/locks" / (kKey + ".lock")));  // its entry is there
+  CHECK_FALSE(fs::exists(dir / "cache/locks" / (gone + ".lock")));
+  CHECK(fs::exists(dir / "cache/locks" / (busy + ".lock")));
+  CHECK(cache.remove_if_unlocked(kKey));
+  CHECK_FALSE(fs::exists(dir / "cache/locks" / (kKey + ".lock")));
+  CHECK(cache.begin(kKey) != nullptr);  // the key can be built again
 }
 
 TEST_CASE("resume folders: kept while useful, removed once committed, abandoned or on commit") {

@@ -20,6 +20,7 @@
 #include "pipeline/sweep/sweep_state.h"
 #include "pipeline/sweep/sweep_summary.h"
 #include "pipeline/sweep/trial_expansion.h"
+#include "pipeline/sweep/sweep_trials.h"
 #include "pipeline/util/fs.h"
 #include "tests/support/test_support.h"
 
@@ -159,6 +160,26 @@ TEST_CASE("sweep file: a value the experiment rejects points at the sweep file, 
     const std::string text = dir.relative(format_error(e, false));
     CHECK(text.find("sweep.toml:4:7: train.epochs") != std::string::npos);
     CHECK(text.find("sweep.toml:5:7: [trian] is not a known stage kind (did you mean 'train'?)") != std::string::npos);
+  }
+}
+
+TEST_CASE("sweep file: a range that reaches past what its parameter accepts fails before any trial") {
+  TempDir dir;
+  CHECK(error_of(dir, "name = \"s\"\nexperiment = \"base.toml\"\n[random]\ntrials = 3\n"
+                      "train.threads = { int_uniform = [1, 9223372036854775807] }\n") ==
+        "sweep.toml:5:19: random.train.threads.int_uniform bounds must lie within +-2147483647 (integer parameters are "
+        "32-bit)");
+  // Inside 32 bits but past the stage's own bound: no trial's draw may hit it, so the ends are checked.
+  const SweepDefinition sweep = sweep_from(
+      dir, "name = \"s\"\nexperiment = \"base.toml\"\n[random]\ntrials = 2\ntrain.threads = { int_uniform = [1, 5000] }\n");
+  try {
+    load_trials(sweep, builtin_registry());
+    FAIL("the range should be refused");
+  } catch (const PetalError& e) {
+    const std::string text = dir.relative(format_error(e, false));
+    INFO(text);
+    CHECK(text.find("the range of train.threads ends at 5000: ") == 0);
+    CHECK(text.find("sweep.toml:5:7: train.threads must be <= 1024 (got 5000)") != std::string::npos);
   }
 }
 

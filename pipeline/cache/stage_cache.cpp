@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "pipeline/util/error.h"
 #include "pipeline/util/fs.h"
@@ -207,6 +208,30 @@ std::size_t StageCache::remove_stale_temps() const {
       ++removed;
     }
   }
+  remove_orphan_locks();  // not counted: empty files, not leftovers a user would miss
+  return removed;
+}
+
+// Lock files of keys with nothing left (no entry, no temp folder, no checkpoints): those of gc'd
+// entries, of failed builds, of temp folders removed above. Never one somebody holds or waits on:
+// FileLock re-opens a lock file that was deleted while it waited.
+std::size_t StageCache::remove_orphan_locks() const {
+  std::set<std::string> building;
+  std::error_code ec;
+  for (const auto& temp : fs::directory_iterator(root_ / "tmp", ec)) {
+    const std::string name = temp.path().filename().string();
+    building.insert(name.substr(0, name.find('.')));
+  }
+  std::size_t removed = 0;
+  for (const auto& file : fs::directory_iterator(root_ / "locks", ec)) {
+    if (file.path().extension() != ".lock") continue;
+    const std::string key = file.path().stem().string();
+    if (building.count(key) || fs::exists(entry_dir(key)) || fs::exists(resume_dir(key))) continue;
+    FileLock lock = FileLock::try_acquire(file.path());
+    if (!lock.held()) continue;
+    lock.remove_and_release(file.path());
+    ++removed;
+  }
   return removed;
 }
 
@@ -214,6 +239,7 @@ bool StageCache::remove_if_unlocked(const std::string& key) const {
   FileLock lock = FileLock::try_acquire(lock_file(key));
   if (!lock.held()) return false;
   discard(key);
+  if (!fs::exists(resume_dir(key))) lock.remove_and_release(lock_file(key));  // nothing left of the key
   return true;
 }
 

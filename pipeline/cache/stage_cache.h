@@ -81,14 +81,17 @@ class StageCache {
 
   std::vector<CacheEntryInfo> entries() const;
   // Removes temp folders and trash left by killed processes (those whose key is not locked), and
-  // resume folders of keys that are committed or were last touched more than a week ago.
+  // resume folders of keys that are committed or were last touched more than a week ago, and lock
+  // files of keys with nothing left.
   std::size_t remove_stale_temps() const;
   // Deletes an entry if no one is building it right now; false if it is locked.
+  // Its lock file goes too (unless the key still has checkpoints).
   bool remove_if_unlocked(const std::string& key) const;
 
  private:
   std::filesystem::path lock_file(const std::string& key) const;
   void ensure_layout() const;
+  std::size_t remove_orphan_locks() const;
   std::filesystem::path root_;
 };
 

@@ -73,6 +73,7 @@ int run_run(const GlobalOptions& global, const RunOptions& options) {
   execute_options.experiment = session->experiment.name;
   execute_options.base_dir = session->base_dir();
   execute_options.tracking = tracker.get();
+  execute_options.verify = options.verify;
   if (options.data_parallel.active()) execute_options.data_parallel = &options.data_parallel;
   RunResult result = execute(plan, session->cache, session->log, observers, execute_options);
   printer.print_summary(result);

@@ -5,6 +5,7 @@
 #include "pipeline/config/toml_source.h"
 #include "pipeline/dag/stage_registry.h"
 #include "pipeline/util/fs.h"
+#include "pipeline/util/quoting.h"
 #include "pipeline/util/suggest.h"
 
 namespace petal {
@@ -58,7 +59,8 @@ class Validator {
       }
     }
     if (root.table.count("name") == 0) {
-      fail(SourceLocation{file_.string(), 0, 0}, "name is required, e.g. name = \"flowers5\"");
+      // Line 1, column 1: where the missing key belongs, so editors and CI annotations can jump there.
+      fail(SourceLocation{file_.string(), 1, 1}, "name is required: add name = \"flowers5\" (any name) at the top");
     }
     if (!errors_.empty()) throw PetalErrors(std::move(errors_));
     return exp;
@@ -110,7 +112,7 @@ class Validator {
       kind = registry_.find(kind_name);
       if (!kind) {
         fail(it->second.where, name + ".kind must be a registered stage kind" + did_you_mean(kind_name, registry_.names()) +
-                                   "; known kinds: " + join(registry_.names()) + " (got " + it->second.leaf.dump() + ")");
+                                   "; known kinds: " + join(registry_.names()) + " (got " + clipped(it->second.leaf.dump()) + ")");
         return std::nullopt;
       }
     } else {
@@ -128,7 +130,12 @@ class Validator {
       const json& v = it->second.leaf;
       stage.needs_where = it->second.where;
       if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const json& j) { return j.is_string(); })) {
-        fail(it->second.where, name + ".needs must be a list of stage names (got " + v.dump() + ")");
+        fail(it->second.where, name + ".needs must be a list of stage names (got " + clipped(v.dump()) + ")");
+      } else if (v.empty() && !kind->default_needs.empty()) {
+        // A stage of this kind reads its inputs' outputs: without them it could only fail at run time.
+        fail(it->second.where, name + ".needs must name the stages it reads (got []); a " + kind->name +
+                                   " stage reads " + join(kind->default_needs) + ": remove `needs` for that default, or "
+                                   "list the stages, e.g. needs = [\"" + kind->default_needs.front() + "\"]");
       } else {
         stage.needs = v.get<std::vector<std::string>>();
       }

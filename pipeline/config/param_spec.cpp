@@ -1,13 +1,21 @@
 #include "pipeline/config/param_spec.h"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <sstream>
 
+#include "pipeline/util/quoting.h"
 #include "pipeline/util/suggest.h"
 
 namespace petal {
 
 using nlohmann::json;
+
+namespace {
+// Every consumer holds integers in an `int` (ParamSpec::integer).
+constexpr double kIntBackstop = static_cast<double>(std::numeric_limits<std::int32_t>::max());
+}  // namespace
 
 ParamSpec ParamSpec::boolean(std::string name, bool fallback, std::string help) {
   ParamSpec s;
@@ -24,6 +32,9 @@ ParamSpec ParamSpec::integer(std::string name, std::optional<long long> fallback
   s.type = ParamType::Int;
   if (fallback) s.default_value = *fallback;
   s.help = std::move(help);
+  // Every consumer holds integers in an `int`: a larger value would wrap there (threads =
+  // 2147483648 reached LibTorch as a negative count). Stages set tighter bounds with at_most().
+  s.max = kIntBackstop;
   return s;
 }
 
@@ -99,6 +110,7 @@ ParamSpec& ParamSpec::accept_booleans() { booleans_as_choices = true; return *th
 
 namespace {
 std::string number_text(double value) {
+  if (std::abs(value) < 1e15 && value == std::floor(value)) return std::to_string(static_cast<long long>(value));
   std::ostringstream out;
   out << value;
   return out.str();
@@ -114,16 +126,16 @@ std::string quoted_list(const std::vector<std::string>& items) {
 }
 
 std::string show(const json& value) {
-  if (value.is_string()) return "string " + value.dump();
+  if (value.is_string()) return "string " + clipped(value.dump());
   if (value.is_boolean()) return std::string("boolean ") + (value.get<bool>() ? "true" : "false");
-  if (value.is_array()) return "array " + value.dump();
+  if (value.is_array()) return "array " + clipped(value.dump());
   if (value.is_object()) return "table";
   if (value.is_number_float()) {
     std::ostringstream out;
     out << "float " << value.get<double>();
     return out.str();
   }
-  return value.dump();
+  return clipped(value.dump());
 }
 
 // "" when inside the range, else e.g. "must be > 0".
@@ -131,7 +143,9 @@ std::string range_complaint(const ParamSpec& spec, double value) {
   const bool below = spec.min && (spec.min_exclusive ? value <= *spec.min : value < *spec.min);
   const bool above = spec.max && (spec.max_exclusive ? value >= *spec.max : value > *spec.max);
   if (!below && !above) return {};
-  if (spec.min && spec.max) {
+  // A number's range is named whole ("> 0 and <= 1"); an integer's by the bound it crossed, so the
+  // int32 backstop every integer has appears only when a value passes it.
+  if (spec.min && spec.max && spec.type != ParamType::Int) {
     const std::string low = spec.min_exclusive ? "> " : ">= ";
     const std::string high = spec.max_exclusive ? "< " : "<= ";
     return "must be " + low + number_text(*spec.min) + " and " + high + number_text(*spec.max);
@@ -201,8 +215,8 @@ std::string check_param_value(const ParamSpec& spec, const json& value, json* ca
           return {};
         }
       }
-      const std::string near = closest_match(v, spec.choices);
-      return "must be one of " + quoted_list(spec.choices) + " (got \"" + v + "\"" +
+      const std::string near = v.size() <= 80 ? closest_match(v, spec.choices) : "";
+      return "must be one of " + quoted_list(spec.choices) + " (got \"" + clipped(v) + "\"" +
              (near.empty() ? "" : "; did you mean \"" + near + "\"?") + ")";
     }
     case ParamType::StringList:

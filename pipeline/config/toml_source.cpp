@@ -3,11 +3,13 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <sstream>
 
 #include "pipeline/util/fs.h"
+#include "pipeline/util/quoting.h"
 
 namespace petal {
 
@@ -80,6 +82,30 @@ RawValue parse_text(const std::string& text, const std::string& display_path) {
   }
 }
 
+// Experiment files are small TOML texts; anything past this is a mistake (a data file, a device).
+constexpr std::uintmax_t kMaxExperimentFileBytes = 16u << 20;
+
+// Why `file` cannot be an experiment file ("" when it can), telling apart what a user would fix
+// differently: a missing file, a folder, a device or pipe (/dev/zero would be read forever), a
+// file far too large to be an experiment.
+std::string experiment_file_problem(const fs::path& file) {
+  const std::string name = "experiment file " + file.string();
+  std::error_code ec;
+  const fs::file_status status = fs::status(file, ec);
+  if (status.type() == fs::file_type::not_found || (ec && status.type() == fs::file_type::none)) {
+    return name + " does not exist";
+  }
+  if (status.type() == fs::file_type::directory) return name + " is a folder; name a .toml file in it";
+  if (status.type() != fs::file_type::regular) {
+    return name + " is not a regular file (a device, pipe or socket); name a .toml file";
+  }
+  const std::uintmax_t size = fs::file_size(file, ec);
+  if (!ec && size > kMaxExperimentFileBytes) {
+    return name + " is " + std::to_string(size >> 20) + " MiB; experiment files are TOML texts of at most 16 MiB";
+  }
+  return {};
+}
+
 std::string display_path_of(const fs::path& file) { return file.lexically_normal().string(); }
 
 RawValue load_recursive(const fs::path& file, std::vector<fs::path>& chain, const SourceLocation& asked_at) {
@@ -90,11 +116,8 @@ RawValue load_recursive(const fs::path& file, std::vector<fs::path>& chain, cons
     throw PetalError("`extends` forms a cycle: " + cycle + canonical.filename().string(), asked_at);
   }
   if (chain.size() > 16) throw PetalError("`extends` nests deeper than 16 files", asked_at);
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) {
-    throw PetalError("experiment file " + file.string() + " does not exist" +
-                         (asked_at.known() ? " (named by `extends`)" : ""),
-                     asked_at);
+  if (const std::string problem = experiment_file_problem(file); !problem.empty()) {
+    throw PetalError(problem + (asked_at.known() ? " (named by `extends`)" : ""), asked_at);
   }
   std::string text;
   try {
@@ -123,6 +146,10 @@ RawValue load_recursive(const fs::path& file, std::vector<fs::path>& chain, cons
   merged.is_table = true;
   merged.where = own.where;
   for (const auto& [name, where] : bases) {
+    if (name.empty()) {
+      throw PetalError("extends names an empty file name; name a base experiment file, e.g. extends = \"base.toml\"",
+                       where);
+    }
     const fs::path base_file = fs::path(name).is_absolute() ? fs::path(name) : file.parent_path() / name;
     merge_raw(merged, load_recursive(base_file, chain, where));
   }
@@ -169,7 +196,7 @@ void merge_raw(RawValue& base, const RawValue& overlay) {
 }
 
 void apply_override(RawValue& root, const std::string& assignment) {
-  const SourceLocation where{"--set " + assignment, 0, 0};
+  const SourceLocation where{"--set " + clipped(assignment), 0, 0};
   const std::size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw PetalError("expected KEY=VALUE, e.g. --set train.epochs=5", where);

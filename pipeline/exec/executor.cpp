@@ -92,7 +92,7 @@ RunResult execute(const Plan& plan, const StageCache& cache, RunLog& log, Execut
       for (const StageNode* up : sp.node->needs) ready = ready && succeeded(static_cast<std::size_t>(up->index));
       if (!ready) continue;
       StageRunRequest request{&sp,       {},        options.base_dir, options.run_id, cancelled, options.tracking,
-                              options.stage_threads, options.data_parallel};
+                              options.stage_threads, options.data_parallel, options.verify};
       for (const StageNode* up : sp.node->needs) request.inputs[up->name()] = cache.out_dir(plan.stages[up->index].key);
       state[i] = NodeState::Running;
       ++running;

@@ -22,6 +22,7 @@ struct ExecuteOptions {
   // committed) when it turns true: a sweep prunes one trial this way.
   std::function<bool()> stop;
   const DataParallelLaunch* data_parallel = nullptr;  // `petal run --nproc/--nnodes`; null: one process
+  bool verify = false;  // `petal run --verify`: every lookup re-hashes, the one under the lock too
 };
 
 // Observes a run; all calls come from the executor's own thread, in a consistent order.

@@ -41,7 +41,7 @@ StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache) 
     outcome.end_ms = now_ms();
     return outcome;
   }
-  const CacheLookup again = cache.lookup(plan.key, false);
+  const CacheLookup again = cache.lookup(plan.key, request.verify);
   if (again.state == EntryState::Committed) {
     outcome.status = StageStatus::Cached;
     outcome.built_concurrently = true;

@@ -33,10 +33,12 @@ struct StageRunRequest {
   RunTracking* tracking = nullptr;  // handed to the stage (StageContext::tracking)
   int threads = 0;                  // StageContext::threads; 0: worker_thread_budget()
   const DataParallelLaunch* data_parallel = nullptr;  // StageContext::data_parallel
+  bool verify = false;  // `run --verify`: the re-check under the lock re-hashes too
 };
 
 // Builds one stage's entry: takes the key's lock, re-checks the cache (another process may have
-// built it meanwhile), runs the implementation into a temp folder and commits it. Exceptions from
+// built it meanwhile; with `verify` the re-check re-hashes, so a damaged entry is rebuilt, never
+// taken for a concurrent build), runs the implementation into a temp folder and commits it. Exceptions from
 // the implementation become a Failed outcome with its message; nothing is committed unless the
 // implementation returned normally and no cancellation was requested.
 StageOutcome run_stage(const StageRunRequest& request, const StageCache& cache);

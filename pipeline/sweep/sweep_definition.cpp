@@ -1,6 +1,7 @@
 #include "pipeline/sweep/sweep_definition.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "pipeline/config/toml_source.h"
@@ -15,6 +16,7 @@ namespace {
 
 const std::vector<std::string> kTopLevelKeys = {"name",   "description", "experiment", "set",      "grid",
                                                 "random", "repeat",      "objective",  "execution", "pruning"};
+constexpr double kIntBound = 2147483647;  // integer parameters are int32 (ParamSpec::integer)
 const std::vector<std::string> kDistributionKinds = {"choice", "uniform", "log_uniform", "int_uniform"};
 
 std::string join(const std::vector<std::string>& items) {
@@ -194,6 +196,9 @@ class Reader {
         if (d.kind == Distribution::Kind::IntUniform &&
             (!spec.leaf[0].is_number_integer() || !spec.leaf[1].is_number_integer())) {
           fail(spec.where, what + ".int_uniform bounds must be integers");
+        } else if (d.kind == Distribution::Kind::IntUniform && (std::abs(d.low) > kIntBound || std::abs(d.high) > kIntBound)) {
+          fail(spec.where, what + ".int_uniform bounds must lie within +-" + std::to_string(static_cast<long long>(kIntBound)) +
+                               " (integer parameters are 32-bit)");
         }
       } else {
         fail(leaf.where, what + ": unknown distribution '" + kind + "'" + did_you_mean(kind, kDistributionKinds) +

@@ -21,6 +21,25 @@ std::string safe_name(const std::string& name) {
   return out.substr(0, 60);
 }
 
+// A range's two ends are checked like any value of the parameter, so a range that reaches outside
+// what the parameter accepts fails before any trial runs (draws may miss the bad end for long).
+void check_range_ends(const SweepDefinition& sweep, const StageRegistry& registry) {
+  for (const Distribution& d : sweep.random) {
+    if (d.kind == Distribution::Kind::Choice) continue;
+    for (const double end : {d.low, d.high}) {
+      LoadOptions options = fixed_load_options(sweep);
+      const json value = d.kind == Distribution::Kind::IntUniform ? json(static_cast<std::int64_t>(end)) : json(end);
+      options.values.push_back({{d.param.stage, d.param.key}, value, d.where});
+      try {
+        load_experiment(sweep.experiment, registry, options);
+      } catch (const PetalError& e) {
+        throw PetalError("the range of " + d.param.text() + " ends at " + value.dump() + ": " + format_error(e, false),
+                         {}, e.exit_code());
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<TrialWork>> load_trials(const SweepDefinition& sweep, const StageRegistry& registry) {
@@ -31,6 +50,7 @@ std::vector<std::unique_ptr<TrialWork>> load_trials(const SweepDefinition& sweep
                      "name the keys to set, e.g. keys = [\"split.seed\"]",
                      sweep.seeds_where);
   }
+  check_range_ends(sweep, registry);
   std::vector<std::unique_ptr<TrialWork>> trials;
   for (Trial& trial : expand_trials(sweep, seed_keys)) {
     auto work = std::make_unique<TrialWork>();

@@ -7,6 +7,10 @@ namespace petal {
 // An exclusive advisory lock (flock) on a lock file. The kernel drops it when the holder dies, so a
 // SIGKILLed petal never leaves a stale lock. The descriptor is close-on-exec: child processes (stage
 // commands, workers) never inherit, and so never prolong, a lock.
+//
+// Lock files may be deleted (gc does, for entries it removes): a lock counts as held only when the
+// locked inode is still the one at `path`. Whoever waited on a file that was unlinked meanwhile
+// opens the new one and waits again, so two holders never meet on two inodes of one path.
 class FileLock {
  public:
   FileLock() = default;
@@ -26,6 +30,8 @@ class FileLock {
 
   bool held() const { return fd_ >= 0; }
   void release();
+  // Deletes the lock file, then releases the lock: the one safe way to remove a lock file.
+  void remove_and_release(const std::filesystem::path& path);
 
  private:
   explicit FileLock(int fd) : fd_(fd) {}

@@ -3,6 +3,8 @@
 #include <deque>
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -111,6 +113,47 @@ void fsync_tree(const fs::path& root) {
   }
   for (auto it = directories.rbegin(); it != directories.rend(); ++it) fsync_path(*it);
   fsync_path(root);
+}
+
+namespace {
+
+// A descriptor closed on every path out.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int value) : fd(value) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+bool try_reflink(const fs::path& from, const fs::path& to) {
+#ifdef FICLONE
+  Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.fd < 0) return false;
+  Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (out.fd < 0) return false;
+  if (::ioctl(out.fd, FICLONE, in.fd) == 0) return true;
+  std::error_code ignored;
+  fs::remove(to, ignored);
+#else
+  (void)from;
+  (void)to;
+#endif
+  return false;
+}
+
+}  // namespace
+
+void copy_file_cow(const fs::path& from, const fs::path& to) {
+  if (try_reflink(from, to)) return;
+  std::error_code error;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, error);
+  if (error) {
+    throw PetalError("cannot copy " + from.string() + " to " + to.string() + ": " + error.message() +
+                     " (check free space and permissions)");
+  }
 }
 
 void remove_tree_quietly(const fs::path& path) noexcept {

@@ -35,6 +35,12 @@ void write_all(int fd, const std::string& data, const fs::path& path);  // a fil
 // Creates every file's data and every folder entry below `root` on disk (fsync, deepest first).
 void fsync_tree(const fs::path& root);
 
+// Copies a regular file for another cache entry: a reflink (FICLONE: shared blocks, copy on write)
+// where the file system has them, else a byte copy. Never a hard link: cache entries must not share
+// a mutable inode, or damage to one entry's file silently reaches the other (issue 26). Replaces
+// `to`; throws PetalError naming both paths.
+void copy_file_cow(const fs::path& from, const fs::path& to);
+
 // Removes a tree; never throws (used on cleanup paths).
 void remove_tree_quietly(const fs::path& path) noexcept;
 

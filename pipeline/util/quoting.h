@@ -19,4 +19,9 @@ std::string yaml_quote(const std::string& text);
 // script or YAML).
 int first_control_character(const std::string& text);
 
+// `text` as an error message shows a user's value: whole when at most `max_bytes` long, else its
+// start (cut at a UTF-8 character boundary) + "... (N bytes)". A 10 MB value once filled the
+// terminal, twice.
+std::string clipped(const std::string& text, std::size_t max_bytes = 80);
+
 }  // namespace petal

@@ -55,9 +55,11 @@ StageKind make_augment_stage() {
       ParamSpec::integer("image_size", 224, "side of the square training and evaluation images").at_least(16).at_most(4096),
       ParamSpec::integer("eval_resize", 0,
                          "short side before the evaluation centre crop; 0 = image_size * 256 / 224 (256 for 224)")
-          .at_least(0),
+          .at_least(0)
+          .at_most(8192),
       ParamSpec::integer("cache_short_side", 0, "short side of the cached images; 0 = the evaluation resize")
-          .at_least(0),
+          .at_least(0)
+          .at_most(8192),
       ParamSpec::boolean("upscale", false,
                          "also enlarge images smaller than cache_short_side (otherwise they are cached at their own "
                          "size and enlarged once, by the crop)"),

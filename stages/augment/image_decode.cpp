@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "stages/augment/geometry_ops.h"
+#include "stages/augment/image_check.h"
 
 namespace petal::augment {
 
@@ -67,6 +68,8 @@ cv::Mat decode_image(const std::vector<unsigned char>& bytes, int short_side, bo
     else if (shorter / 4 >= short_side) flags = cv::IMREAD_REDUCED_COLOR_4;
     else if (shorter / 2 >= short_side) flags = cv::IMREAD_REDUCED_COLOR_2;
   }
+  // A truncated JPEG would decode to a half-grey picture and an empty buffer is an OpenCV assertion.
+  if (const std::string problem = image_bytes_problem(bytes); !problem.empty()) throw std::runtime_error(problem);
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<unsigned char*>(bytes.data()));
   cv::Mat bgr = cv::imdecode(encoded, flags);
   if (bgr.empty()) throw std::runtime_error("not an image OpenCV can decode");

@@ -11,19 +11,20 @@ using nlohmann::json;
 StageKind make_evaluate_stage() {
   StageKind kind;
   kind.name = "evaluate";
-  kind.version = "evaluate/2";
+  kind.version = "evaluate/3";  // 3: model/data/model.pt is a copy, no longer a hard link into train
   kind.summary = "metrics, confusion matrices, misclassified images and Grad-CAM on held-out splits; MLflow model export";
   kind.default_needs = {"augment", "finetune"};
   kind.uses_torch = true;
   kind.params = {
       ParamSpec::strings("splits", {"test", "val"}, "the splits scored (train, val, test); Grad-CAM uses the first"),
-      ParamSpec::integer("batch_size", 64, "images per forward pass").at_least(1),
-      ParamSpec::integer("top_k", 5, "also report top-k accuracy when there are more than k classes").at_least(2),
+      ParamSpec::integer("batch_size", 64, "images per forward pass").at_least(1).at_most(65536),
+      ParamSpec::integer("top_k", 5, "also report top-k accuracy when there are more than k classes").at_least(2).at_most(1000),
       ParamSpec::integer("gallery_images", 24, "misclassified images shown per split, most confident first; 0 = none")
-          .at_least(0),
-      ParamSpec::integer("gradcam_images", 4, "images explained with Grad-CAM; 0 = none").at_least(0),
+          .at_least(0)
+          .at_most(10000),
+      ParamSpec::integer("gradcam_images", 4, "images explained with Grad-CAM; 0 = none").at_least(0).at_most(10000),
       ParamSpec::integer("gradcam_classes", 4, "classes explained per image (the most probable)").at_least(1).at_most(10),
-      ParamSpec::integer("threads", 0, "LibTorch intra-op threads; 0 = the stage's CPU budget").at_least(0),
+      ParamSpec::integer("threads", 0, "LibTorch intra-op threads; 0 = the stage's CPU budget").at_least(0).at_most(1024),
       ParamSpec::choice("device", {"auto", "cpu", "cuda"}, "auto", "auto = cuda when this LibTorch has it"),
   };
   kind.check = [](const json& params) {

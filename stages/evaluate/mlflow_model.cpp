@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "pipeline/util/fs.h"
 #include "pipeline/util/sha256.h"
 #include "stages/train/model_names.h"
 
@@ -240,19 +241,6 @@ void prepare_output(const fs::path& out_dir) {
   }
 }
 
-// A hard link shares the trained file's bytes (model.pt can be hundreds of MB) and is safe because
-// stage outputs are never modified after their commit; across file systems it is a copy.
-void place_weights(const fs::path& source, const fs::path& target, bool link) {
-  std::error_code error;
-  if (link) {
-    fs::create_hard_link(source, target, error);
-    if (!error) return;
-  }
-  error.clear();
-  fs::copy_file(source, target, fs::copy_options::overwrite_existing, error);
-  if (error) throw std::runtime_error("cannot copy " + source.string() + " to " + target.string() + ": " + error.message());
-}
-
 std::string now_utc() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
@@ -347,11 +335,13 @@ std::string model_uuid_from_sha256(const std::string& weights_sha256) {
 
 void write_mlflow_model(const fs::path& trained_dir, const fs::path& out_dir, const MlflowModelOptions& options) {
   const TrainedModel model = read_trained_model(trained_dir);
-  const std::string weights_sha256 = sha256_file(model.weights);
   prepare_output(out_dir);
 
   write_text(out_dir / "code" / (std::string(kLoaderModule) + ".py"), std::string(pyfunc_loader_source()));
-  place_weights(model.weights, out_dir / "data" / "model.pt", options.link_weights);
+  // A copy of its own (a reflink where the file system has them): the model must not share an
+  // inode with the trained entry, or damage to one would reach both unseen.
+  copy_file_cow(model.weights, out_dir / "data" / "model.pt");
+  const std::string weights_sha256 = sha256_file(out_dir / "data" / "model.pt");
   write_text(out_dir / "data" / "model.json", model.spec.dump(2) + "\n");
   std::string classes_text;
   for (const std::string& name : model.classes) classes_text += name + "\n";

@@ -9,7 +9,7 @@
 //                         env), signature, model_uuid, metadata.petal; written last
 //   python_env.yaml, conda.yaml, requirements.txt   the environment, pinned to what petal is tested with
 //   code/petal_pyfunc.py  the loader
-//   data/model.pt         the state dict (a hard link to the trained one when possible, else a copy)
+//   data/model.pt         the state dict (a copy of the trained one: a reflink where the file system has them)
 //   data/model.json, data/classes.txt
 #include <cstdint>
 #include <filesystem>
@@ -30,7 +30,6 @@ struct MlflowModelOptions {
   // current time. Pass a fixed value for byte-identical output from identical inputs.
   std::string utc_time_created;
   std::string artifact_path = "model";  // the model's folder within its run's artifacts
-  bool link_weights = true;             // hard-link data/model.pt (falls back to a copy across file systems)
 };
 
 // Writes the MLflow model for `trained_dir` into `out_dir`, which must not exist or be empty.

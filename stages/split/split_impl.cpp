@@ -12,7 +12,7 @@
 
 #include "pipeline/util/error.h"
 #include "pipeline/util/sha256.h"
-#include "stages/split/image_check.h"
+#include "stages/augment/image_check.h"
 #include "stages/split/oxford_labels.h"
 #include "stages/split/split_assign.h"
 #include "stages/split/split_charts.h"

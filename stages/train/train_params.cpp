@@ -49,8 +49,8 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
                         .at_most(1));
   }
   const auto add = [&specs](ParamSpec spec) { specs.push_back(std::move(spec)); };
-  add(ParamSpec::integer("epochs", finetune ? 10 : 10, "passes over the training split").at_least(1));
-  add(ParamSpec::integer("batch_size", 32, "images per optimizer step").at_least(1));
+  add(ParamSpec::integer("epochs", finetune ? 10 : 10, "passes over the training split").at_least(1).at_most(100000));
+  add(ParamSpec::integer("batch_size", 32, "images per optimizer step").at_least(1).at_most(65536));
   add(ParamSpec::choice("optimizer", {"sgd", "adam", "adamw", "radam"}, finetune ? "radam" : "adam", "the optimizer"));
   add(ParamSpec::real("lr", finetune ? 3e-4 : 1e-3, "base learning rate").greater_than(0));
   add(ParamSpec::real("momentum", 0.9, "SGD momentum").at_least(0).less_than(1));
@@ -66,7 +66,7 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::real("warmup_epochs", 0, "linear warm-up (step, cosine)").at_least(0));
   add(ParamSpec::real("min_lr", finetune ? 5e-8 : 0.0, "cosine floor; the cyclic schedule's lower bound").at_least(0));
   add(ParamSpec::real("max_lr", finetune ? 3e-3 : 0.0, "one_cycle and cyclic peak; 0 = 10 x lr").at_least(0));
-  add(ParamSpec::integer("step_epochs", 10, "step schedule: epochs between decays").at_least(1));
+  add(ParamSpec::integer("step_epochs", 10, "step schedule: epochs between decays").at_least(1).at_most(100000));
   add(ParamSpec::real("gamma", 0.1, "step schedule's factor; exp_range's per-iteration decay").greater_than(0).at_most(1));
   add(ParamSpec::choice("cyclic_mode", {"triangular", "triangular2", "exp_range"}, "triangular", "cyclic schedule policy"));
   add(ParamSpec::integer("cyclic_step_size", 0, "iterations per half cycle; 0 = two epochs").at_least(0));
@@ -79,15 +79,16 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::real("grad_clip_norm", 0, "clip the gradients' global L2 norm; 0 = off").at_least(0));
   add(ParamSpec::boolean("augment", true, "apply the augment stage's policy to training images"));
   add(ParamSpec::integer("early_stopping_patience", 0, "stop after this many epochs without improvement; 0 = off")
-          .at_least(0));
+          .at_least(0)
+          .at_most(100000));
   add(ParamSpec::choice("monitor", {"val_loss", "val_accuracy", "val_f1"}, "val_loss",
                         "the validation metric early stopping and best-weight selection watch"));
   add(ParamSpec::real("min_delta", 0, "an improvement must exceed this").at_least(0));
   add(ParamSpec::boolean("restore_best", true, "end with the weights of the best monitored epoch"));
   add(ParamSpec::integer("seed", 0, "seed of initialisation, dropout, shuffling and mixing").at_least(0));
   add(ParamSpec::boolean("deterministic", true, "deterministic algorithms only (same seed, same weights)"));
-  add(ParamSpec::integer("threads", 0, "LibTorch intra-op threads; 0 = the stage's CPU budget").at_least(0));
-  add(ParamSpec::integer("loader_workers", 0, "threads decoding and augmenting; 0 = the same as threads").at_least(0));
+  add(ParamSpec::integer("threads", 0, "LibTorch intra-op threads; 0 = the stage's CPU budget").at_least(0).at_most(1024));
+  add(ParamSpec::integer("loader_workers", 0, "threads decoding and augmenting; 0 = the same as threads").at_least(0).at_most(1024));
   add(ParamSpec::choice("device", {"auto", "cpu", "cuda"}, "auto", "auto = cuda when this LibTorch has it"));
   add(ParamSpec::choice("channels_last", {"auto", "true", "false"}, "auto",
                         "NHWC memory format; auto = on for CPU training of the architectures where it is faster "

@@ -1,4 +1,4 @@
-#include "stages/split/image_check.h"
+#include "stages/augment/image_check.h"
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -19,17 +19,31 @@ bool ends_with(const std::vector<unsigned char>& data, std::initializer_list<uns
   return false;
 }
 
+bool is_jpeg(const std::vector<unsigned char>& data) {
+  return data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
+
+bool is_png(const std::vector<unsigned char>& data) {
+  return data.size() >= 8 && data[0] == 0x89 && data[1] == 'P' && data[2] == 'N' && data[3] == 'G';
+}
+
 }  // namespace
+
+std::string image_bytes_problem(const std::vector<unsigned char>& data) {
+  if (data.empty()) return "empty file";
+  if (is_jpeg(data) && !ends_with(data, {0xFF, 0xD9}, 64)) return "truncated JPEG (no end-of-image marker)";
+  if (is_png(data) && !ends_with(data, {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82}, 64)) {
+    return "truncated PNG (no IEND chunk)";
+  }
+  return {};
+}
 
 std::string check_image(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return "unreadable";
   std::vector<unsigned char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (data.empty()) return "empty file";
-  const bool jpeg = data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
-  const bool png = data.size() >= 8 && data[0] == 0x89 && data[1] == 'P' && data[2] == 'N' && data[3] == 'G';
-  if (jpeg && !ends_with(data, {0xFF, 0xD9}, 64)) return "truncated JPEG (no end-of-image marker)";
-  if (png && !ends_with(data, {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82}, 64)) return "truncated PNG (no IEND chunk)";
+  if (std::string problem = image_bytes_problem(data); !problem.empty()) return problem;
+  const bool jpeg = is_jpeg(data), png = is_png(data);
   const cv::Mat image = cv::imdecode(data, cv::IMREAD_COLOR);
   if (image.empty()) return jpeg || png ? "corrupt image (cannot be decoded)" : "not an image OpenCV can decode";
   if (image.cols < 8 || image.rows < 8) return "image too small (" + std::to_string(image.cols) + "x" + std::to_string(image.rows) + ")";

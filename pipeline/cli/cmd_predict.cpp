@@ -123,6 +123,7 @@ int run_predict(const GlobalOptions& global, const PredictOptions& options) {
   if (options.json) std::printf("%s\n", out.dump(2).c_str());
   if (failed > 0) {
     // Bad input, like a bad experiment file: the images named above need replacing, not a re-run.
+    std::fflush(stdout);  // the per-image errors first, also when stdout is a pipe
     std::fprintf(stderr, "petal predict: %d of %zu images could not be classified (see above); replace or remove them\n",
                  failed, answer.at("predictions").size());
     return kExitUsage;

@@ -43,9 +43,19 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-if ! cmp -s scripts/requirements.txt .venv/.petal-requirements 2>/dev/null; then
+requirements="$(cat scripts/requirements.txt scripts/requirements-no-deps.txt)"
+if [[ "$requirements" != "$(cat .venv/.petal-requirements 2>/dev/null)" ]]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
-  cp scripts/requirements.txt .venv/.petal-requirements
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-no-deps.txt
+  printf '%s\n' "$requirements" > .venv/.petal-requirements
+fi
+# A torch that pip put into .venv (an older setup.sh let efficientnet_lite_pytorch pull one from
+# PyPI) shadows Debian's and breaks Debian's torchvision: remove it and its CUDA libraries.
+if compgen -G ".venv/lib/python3*/site-packages/torch" >/dev/null; then
+  echo "setup: removing the PyPI torch in .venv (Debian's python3-torch is the one petal checks against)"
+  mapfile -t shadowing < <(.venv/bin/python -m pip list --format=freeze --disable-pip-version-check 2>/dev/null |
+    grep -iE '^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==' | cut -d= -f1)
+  .venv/bin/python -m pip uninstall -q -y "${shadowing[@]}"
 fi
 # Docker Compose v2 (.venv/bin/docker-compose), with which the deploy tests check docker-compose.yml.
 scripts/install-compose.sh

@@ -58,6 +58,9 @@ TEST_CASE("lr schedule: step, cosine and one-cycle match PyTorch") {
   one_cycle.lr = 0.1;
   one_cycle.max_lr = 0.1;
   check_matches(one_cycle, "one_cycle");
+
+  one_cycle.pct_start = 0.15;  // the reference recipe's warm-up share (train.pct_start)
+  check_matches(one_cycle, "one_cycle_15");
 }
 
 TEST_CASE("lr schedule: cyclical triangular, triangular2 and exp_range match PyTorch's CyclicLR") {

@@ -94,6 +94,7 @@ train::TrainerOptions trainer_options(const json& p, int threads, torch::Device 
   o.schedule.min_lr = p.at("min_lr");
   o.schedule.max_lr = p.at("max_lr");
   o.schedule.warmup_epochs = p.at("warmup_epochs");
+  o.schedule.pct_start = p.at("pct_start");
   o.schedule.step_epochs = p.at("step_epochs");
   o.schedule.gamma = p.at("gamma");
   o.schedule.cyclic_mode = p.at("cyclic_mode");

@@ -66,6 +66,9 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::real("warmup_epochs", 0, "linear warm-up (step, cosine)").at_least(0));
   add(ParamSpec::real("min_lr", finetune ? 5e-8 : 0.0, "cosine floor; the cyclic schedule's lower bound").at_least(0));
   add(ParamSpec::real("max_lr", finetune ? 3e-3 : 0.0, "one_cycle and cyclic peak; 0 = 10 x lr").at_least(0));
+  add(ParamSpec::real("pct_start", 0.3, "one_cycle: share of the steps spent rising to max_lr (PyTorch's pct_start)")
+          .greater_than(0)
+          .less_than(1));
   add(ParamSpec::integer("step_epochs", 10, "step schedule: epochs between decays").at_least(1).at_most(100000));
   add(ParamSpec::real("gamma", 0.1, "step schedule's factor; exp_range's per-iteration decay").greater_than(0).at_most(1));
   add(ParamSpec::choice("cyclic_mode", {"triangular", "triangular2", "exp_range"}, "triangular", "cyclic schedule policy"));
@@ -141,6 +144,7 @@ std::vector<std::pair<std::string, std::string>> check_train_params(const json& 
   schedule.max_lr = params.at("max_lr").get<double>();
   schedule.epochs = params.at("epochs").get<long long>();
   schedule.warmup_epochs = params.at("warmup_epochs").get<double>();
+  schedule.pct_start = params.at("pct_start").get<double>();
   schedule.gamma = params.at("gamma").get<double>();
   schedule.cyclic_mode = params.at("cyclic_mode").get<std::string>();
   if (const std::string problem = train::schedule_problem(schedule); !problem.empty()) {

@@ -416,7 +416,8 @@ def check_dockerfiles(c):
     # ... and every file of the repository (what setup.sh builds from) is in it.
     listed = git("ls-files", "-z")
     tracked = [f for f in listed.stdout.split("\0") if f] if listed and listed.returncode == 0 else []
-    needed = set(tracked) | {"scripts/setup.sh", "scripts/install-compose.sh", "scripts/requirements.txt", "CMakeLists.txt",
+    needed = set(tracked) | {"scripts/setup.sh", "scripts/install-compose.sh", "scripts/requirements.txt",
+                             "scripts/requirements-no-deps.txt", "CMakeLists.txt",
                              "tests/CMakeLists.txt", "bench/CMakeLists.txt"}
     left_out = sorted(f for f in needed if dockerignore_excludes(f, patterns))
     c.expect(not left_out, f".dockerignore leaves files the build needs out of the context: {left_out[:10]}")

@@ -33,6 +33,7 @@ def main():
         "step": run(lambda o: s.StepLR(o, step_size=2, gamma=0.5), 0.1, per_epoch=True),
         "cosine": run(lambda o: s.CosineAnnealingLR(o, T_max=TOTAL, eta_min=1e-4), 0.1),
         "one_cycle": run(lambda o: s.OneCycleLR(o, max_lr=0.1, total_steps=TOTAL, pct_start=0.3), 0.1),
+        "one_cycle_15": run(lambda o: s.OneCycleLR(o, max_lr=0.1, total_steps=TOTAL, pct_start=0.15), 0.1),
         "triangular": run(lambda o: s.CyclicLR(o, base_lr=5e-8, max_lr=3e-3, step_size_up=5, mode="triangular",
                                                cycle_momentum=False), 3e-4),
         "triangular2": run(lambda o: s.CyclicLR(o, base_lr=1e-4, max_lr=1e-2, step_size_up=4, mode="triangular2",

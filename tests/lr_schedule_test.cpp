@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "stages/train/early_stopping.h"
@@ -34,6 +35,18 @@ void check_matches(const ScheduleSpec& spec, const std::string& name) {
   }
 }
 
+void check_momentum_matches(const ScheduleSpec& spec, const std::string& name) {
+  const auto expected = pytorch_rates().at(name);
+  REQUIRE(expected.size() == 42);
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double want = expected[i].get<double>();
+    const std::optional<double> got = train::scheduled_momentum(spec, static_cast<std::int64_t>(i));
+    REQUIRE(got.has_value());
+    INFO(name << " iteration " << i << ": petal " << *got << ", PyTorch " << want);
+    CHECK(std::fabs(*got - want) <= 1e-9);
+  }
+}
+
 ScheduleSpec base(const std::string& kind) {
   ScheduleSpec spec;
   spec.kind = kind;
@@ -61,6 +74,32 @@ TEST_CASE("lr schedule: step, cosine and one-cycle match PyTorch") {
 
   one_cycle.pct_start = 0.15;  // the reference recipe's warm-up share (train.pct_start)
   check_matches(one_cycle, "one_cycle_15");
+}
+
+TEST_CASE("lr schedule: one-cycle moves the momentum / beta1 against the rate as PyTorch's OneCycleLR") {
+  ScheduleSpec one_cycle = base("one_cycle");
+  one_cycle.lr = 0.1;
+  one_cycle.max_lr = 0.1;
+  one_cycle.pct_start = 0.15;
+  CHECK_FALSE(train::scheduled_momentum(one_cycle, 0).has_value());  // off unless asked
+  one_cycle.cycle_momentum = true;
+  check_momentum_matches(one_cycle, "one_cycle_momentum");
+  one_cycle.pct_start = 0.3;
+  one_cycle.base_momentum = 0.8;
+  one_cycle.max_momentum = 0.9;
+  check_momentum_matches(one_cycle, "one_cycle_beta1");
+  // The rate itself does not depend on it.
+  ScheduleSpec plain = one_cycle;
+  plain.cycle_momentum = false;
+  for (std::int64_t i = 0; i < 42; ++i) CHECK(train::learning_rate(one_cycle, i) == train::learning_rate(plain, i));
+
+  ScheduleSpec cosine = base("cosine");
+  cosine.cycle_momentum = true;
+  CHECK_FALSE(train::scheduled_momentum(cosine, 3).has_value());  // only one_cycle cycles it
+
+  one_cycle.base_momentum = 0.95;
+  one_cycle.max_momentum = 0.9;
+  CHECK(train::schedule_problem(one_cycle) == "base_momentum must not exceed max_momentum for the one_cycle schedule");
 }
 
 TEST_CASE("lr schedule: cyclical triangular, triangular2 and exp_range match PyTorch's CyclicLR") {

@@ -19,7 +19,8 @@ add_executable(petal_torch_tests test_main.cpp support/test_support.cpp support/
   models_test.cpp
   grad_cam_test.cpp
   optim_test.cpp
-  trainer_test.cpp)
+  trainer_test.cpp
+  weight_average_test.cpp)
 target_link_libraries(petal_torch_tests PRIVATE petal_torch petal_test_image_ops petal_core doctest::doctest petal_warnings)
 target_compile_definitions(petal_torch_tests PRIVATE
   PETAL_BINARY="${CMAKE_BINARY_DIR}/petal"

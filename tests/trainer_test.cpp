@@ -178,12 +178,14 @@ TEST_CASE("train stage: head-only training on cached backbone features") {
   CHECK(compared > 10);
 }
 
+// With a weight average (ema_decay) and beta1 cycled by one_cycle: both must come back from the
+// checkpoint for the resumed run to end where the uninterrupted one does.
 TEST_CASE("train stage: a killed run resumes from its last epoch checkpoint and ends with the same weights") {
   TempDir dir;
   make_colour_dataset(dir / "data");
   const std::string train = "model = \"small_cnn\"\nweights = \"none\"\nfreeze_backbone = false\nepochs = 6\n"
                             "optimizer = \"radam\"\nlr = 0.005\nschedule = \"one_cycle\"\nmixup_alpha = 0.2\n"
-                            "cutmix_alpha = 1.0\nhead_hidden = [24]\nhead_dropout = 0.2\nseed = 3";
+                            "cutmix_alpha = 1.0\nhead_hidden = [24]\nhead_dropout = 0.2\nseed = 3\nema_decay = 0.9";
   test::write_file(dir / "x.toml", experiment(dir / "data", train));
 
   // Uninterrupted reference in its own state folder.
@@ -325,8 +327,9 @@ std::int64_t dump_train_split(const fs::path& data_dir, const fs::path& images, 
 // starts from the train stage's model.pt (head included), so both sides start from the same weights;
 // each epoch is one full batch without augmentation, so both see the same batches whatever the
 // shuffle. The recipe is the reference fine-tune's (bench/accuracy_reference.py): the whole network,
-// AdamW with decoupled weight decay on weights only, one-cycle per step, label smoothing; BatchNorm
-// in training mode.
+// AdamW with decoupled weight decay on weights only, one-cycle per step with beta1 cycled against
+// the rate (OneCycleLR's default, petal's cycle_momentum = true), label smoothing; BatchNorm in
+// training mode.
 // Tolerances: the first loss (same weights, same pixels: the forward pass in training mode, label
 // smoothing) must agree to float32 rounding, and the learning rate of every step exactly. After
 // the first update, Adam on 32 images amplifies rounding: its first steps move every weight by
@@ -372,6 +375,7 @@ TEST_CASE("train stage: fine-tuning matches a plain PyTorch loop step by step (s
                                    {"lr", 1e-3},
                                    {"max_lr", 1e-3},
                                    {"pct_start", 0.3},
+                                   {"cycle_momentum", true},
                                    {"weight_decay", 0.05},
                                    {"label_smoothing", 0.1}};
     test::write_file(dir / (name + ".json"), config.dump());

@@ -32,13 +32,16 @@ std::int64_t epoch_of(const fs::path& dir) {
 }  // namespace
 
 void save_checkpoint(const fs::path& resume_dir, std::int64_t epoch, const torch::nn::Module& model,
-                     const torch::optim::Optimizer& optimizer, const weights::StateDict* best, const nlohmann::json& state) {
+                     const torch::optim::Optimizer& optimizer, const CheckpointExtras& extras,
+                     const nlohmann::json& state) {
   const fs::path final_dir = resume_dir / ("epoch-" + std::to_string(epoch));
   const fs::path partial = resume_dir / ("epoch-" + std::to_string(epoch) + ".partial");
   fs::remove_all(partial);
   fs::create_directories(partial);
   weights::write_state_dict(partial / "model.pt", weights::module_state_dict(model));
-  if (best) weights::write_state_dict(partial / "best.pt", *best);
+  for (const auto& [name, tensors] : extras) {
+    if (tensors) weights::write_state_dict(partial / (name + ".pt"), *tensors);
+  }
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
   archive.save_to((partial / "optimizer.pt").string());
@@ -47,7 +50,9 @@ void save_checkpoint(const fs::path& resume_dir, std::int64_t epoch, const torch
     out << state.dump() << "\n";
   }
   for (const char* file : {"model.pt", "optimizer.pt", "state.json"}) fsync_path(partial / file, false);
-  if (best) fsync_path(partial / "best.pt", false);
+  for (const auto& [name, tensors] : extras) {
+    if (tensors) fsync_path(partial / (name + ".pt"), false);
+  }
   fs::remove_all(final_dir);
   fs::rename(partial, final_dir);
   fsync_path(resume_dir, true);
@@ -79,8 +84,7 @@ std::optional<Checkpoint> latest_checkpoint(const fs::path& resume_dir) {
   return latest;
 }
 
-std::optional<weights::StateDict> restore_checkpoint(const Checkpoint& checkpoint, torch::nn::Module& model,
-                                                     torch::optim::Optimizer& optimizer) {
+void restore_checkpoint(const Checkpoint& checkpoint, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
   const fs::path model_file = checkpoint.dir / "model.pt";
   weights::load_state_dict(model, weights::read_state_dict(model_file), {}, model_file.string());
   torch::serialize::InputArchive archive;
@@ -89,8 +93,12 @@ std::optional<weights::StateDict> restore_checkpoint(const Checkpoint& checkpoin
   archive.load_from((checkpoint.dir / "optimizer.pt").string(),
                     params.empty() ? c10::optional<torch::Device>() : c10::optional<torch::Device>(params.front().device()));
   optimizer.load(archive);
-  if (fs::exists(checkpoint.dir / "best.pt")) return weights::read_state_dict(checkpoint.dir / "best.pt");
-  return std::nullopt;
+}
+
+std::optional<weights::StateDict> checkpoint_extra(const Checkpoint& checkpoint, const std::string& name) {
+  const fs::path file = checkpoint.dir / (name + ".pt");
+  if (!fs::exists(file)) return std::nullopt;
+  return weights::read_state_dict(file);
 }
 
 }  // namespace petal::train

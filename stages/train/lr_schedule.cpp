@@ -15,17 +15,28 @@ double cosine_between(double from, double to, double fraction) {
   return to + (from - to) * (1 + std::cos(kPi * fraction)) / 2;
 }
 
-double one_cycle(const ScheduleSpec& spec, std::int64_t iteration) {
-  const double max_lr = peak(spec);
-  const double initial = max_lr / spec.div_factor;
-  const double final_lr = initial / spec.final_div_factor;
+// Where one_cycle is at `iteration`: in the rising phase or not, and the fraction of that phase done.
+struct CyclePosition {
+  bool rising;
+  double fraction;
+};
+
+CyclePosition one_cycle_position(const ScheduleSpec& spec, std::int64_t iteration) {
   const double total = static_cast<double>(spec.epochs * spec.iterations_per_epoch);
   // PyTorch's phase ends: pct_start * total - 1 and total - 1.
   const double up_end = spec.pct_start * total - 1;
   const double down_end = total - 1;
   const double step = static_cast<double>(std::min<std::int64_t>(iteration, static_cast<std::int64_t>(down_end)));
-  if (step <= up_end) return cosine_between(initial, max_lr, up_end > 0 ? step / up_end : 1.0);
-  return cosine_between(max_lr, final_lr, (step - up_end) / std::max(1e-12, down_end - up_end));
+  if (step <= up_end) return {true, up_end > 0 ? step / up_end : 1.0};
+  return {false, (step - up_end) / std::max(1e-12, down_end - up_end)};
+}
+
+double one_cycle(const ScheduleSpec& spec, std::int64_t iteration) {
+  const double max_lr = peak(spec);
+  const double initial = max_lr / spec.div_factor;
+  const double final_lr = initial / spec.final_div_factor;
+  const CyclePosition at = one_cycle_position(spec, iteration);
+  return at.rising ? cosine_between(initial, max_lr, at.fraction) : cosine_between(max_lr, final_lr, at.fraction);
 }
 
 double cyclic(const ScheduleSpec& spec, std::int64_t iteration) {
@@ -62,6 +73,13 @@ double learning_rate(const ScheduleSpec& spec, std::int64_t iteration) {
   return rate;
 }
 
+std::optional<double> scheduled_momentum(const ScheduleSpec& spec, std::int64_t iteration) {
+  if (spec.kind != "one_cycle" || !spec.cycle_momentum) return std::nullopt;
+  const CyclePosition at = one_cycle_position(spec, iteration);
+  return at.rising ? cosine_between(spec.max_momentum, spec.base_momentum, at.fraction)
+                   : cosine_between(spec.base_momentum, spec.max_momentum, at.fraction);
+}
+
 std::string schedule_problem(const ScheduleSpec& spec) {
   if (spec.kind == "cyclic") {
     if (peak(spec) <= spec.min_lr) return "max_lr must be greater than min_lr for the cyclic schedule";
@@ -72,6 +90,9 @@ std::string schedule_problem(const ScheduleSpec& spec) {
   if (spec.kind == "one_cycle") {
     if (spec.pct_start <= 0 || spec.pct_start >= 1) return "pct_start must be between 0 and 1 (exclusive)";
     if (spec.max_lr > 0 && spec.max_lr < spec.lr) return "max_lr must be at least lr for the one_cycle schedule";
+    if (spec.cycle_momentum && spec.base_momentum > spec.max_momentum) {
+      return "base_momentum must not exceed max_momentum for the one_cycle schedule";
+    }
   }
   if (spec.kind == "cosine" && spec.min_lr > spec.lr) return "min_lr must not exceed lr for the cosine schedule";
   if (spec.warmup_epochs >= static_cast<double>(spec.epochs) && spec.warmup_epochs > 0) {

@@ -3,6 +3,7 @@
 // so the core tests check them against PyTorch's formulas cheaply. Layer-wise multipliers are
 // applied on top by the optimizer's parameter groups.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ struct ScheduleSpec {
   double pct_start = 0.3;          // one_cycle: share of the steps spent increasing
   double div_factor = 25;          // one_cycle: initial lr = max_lr / div_factor
   double final_div_factor = 1e4;   // one_cycle: final lr = initial lr / final_div_factor
+  // one_cycle: the momentum (SGD) or beta1 (Adam family) moves against the rate, from
+  // max_momentum down to base_momentum while it rises and back while it falls (PyTorch's
+  // OneCycleLR with cycle_momentum = True, its default).
+  bool cycle_momentum = false;
+  double base_momentum = 0.85, max_momentum = 0.95;
 };
 
 // The learning rate at optimizer step `iteration` (0-based, counted over the whole run).
@@ -33,6 +39,10 @@ struct ScheduleSpec {
 //              cycle), exp_range (amplitude x gamma^iteration)
 // Warm-up (step, cosine) rises linearly from lr/100 to the schedule's value over warmup_epochs.
 double learning_rate(const ScheduleSpec& spec, std::int64_t iteration);
+
+// The momentum (or beta1) at optimizer step `iteration` when the schedule cycles it (one_cycle
+// with cycle_momentum), else nullopt: the optimizer keeps its own.
+std::optional<double> scheduled_momentum(const ScheduleSpec& spec, std::int64_t iteration);
 
 // "" if the spec is consistent, else what is wrong, phrased for the user ("max_lr must be ...").
 std::string schedule_problem(const ScheduleSpec& spec);

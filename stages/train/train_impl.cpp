@@ -99,6 +99,10 @@ train::TrainerOptions trainer_options(const json& p, int threads, torch::Device 
   o.schedule.gamma = p.at("gamma");
   o.schedule.cyclic_mode = p.at("cyclic_mode");
   o.schedule.cyclic_step_size = p.at("cyclic_step_size");
+  o.schedule.cycle_momentum = p.at("cycle_momentum");
+  o.schedule.base_momentum = p.at("base_momentum");
+  o.schedule.max_momentum = p.at("max_momentum");
+  o.ema_decay = p.at("ema_decay");
   o.label_smoothing = p.at("label_smoothing");
   o.balanced_class_weights = p.at("class_weights").get<std::string>() == "balanced";
   o.mix.mixup_alpha = p.at("mixup_alpha");

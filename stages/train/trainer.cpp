@@ -14,6 +14,7 @@
 #include "stages/train/distributed/data_parallel.h"
 #include "stages/train/loader.h"
 #include "stages/train/mixed_precision.h"
+#include "stages/train/weight_average.h"
 #include "stages/train/weights/state_dict_load.h"
 
 namespace petal::train {
@@ -189,6 +190,33 @@ PhaseTotals score_loader(models::ClassifierImpl& model, BatchLoader& loader, con
   return totals;
 }
 
+// One validation pass (plain cross-entropy, comparable across settings), on the cached features of a
+// feature-cache run or through the val loader, merged over data-parallel ranks.
+PhaseTotals validate(models::ClassifierImpl& model, const torch::Tensor& val_features, const torch::Tensor& val_labels,
+                     BatchLoader& val_loader, const TrainerOptions& options, const std::function<bool()>& cancelled) {
+  if (!val_features.defined()) {
+    PhaseTotals totals = score_loader(model, val_loader, options, cancelled);
+    merge_over_ranks(totals, options.collective);
+    return totals;
+  }
+  torch::NoGradGuard no_grad;
+  model.eval();
+  PhaseTotals totals(static_cast<std::int64_t>(val_loader.classes().size()));
+  for (std::int64_t begin = 0; begin < val_features.size(0); begin += options.batch_size) {
+    const std::int64_t end = std::min(val_features.size(0), begin + options.batch_size);
+    const torch::Tensor logits = model.classify(val_features.slice(0, begin, end)).to(torch::kFloat32);
+    const torch::Tensor labels = val_labels.slice(0, begin, end);
+    totals.add(torch::nn::functional::cross_entropy(logits, labels).item<double>(), logits, labels);
+  }
+  return totals;
+}
+
+weights::StateDict cpu_copy(torch::nn::Module& model) {
+  weights::StateDict state = weights::module_state_dict(model);
+  for (auto& entry : state) entry.second = entry.second.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+  return state;
+}
+
 }  // namespace
 
 SplitScore evaluate_split(models::ClassifierImpl& model, const fs::path& data_dir, const std::string& split,
@@ -297,8 +325,10 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   std::optional<weights::StateDict> best;
   std::int64_t first_epoch = 0;
   bool stopped = false;
-  if (const auto checkpoint = latest_checkpoint(resume_dir)) {
-    best = restore_checkpoint(*checkpoint, model, *setup.optimizer);
+  std::optional<Checkpoint> checkpoint = latest_checkpoint(resume_dir);
+  if (checkpoint) {
+    restore_checkpoint(*checkpoint, model, *setup.optimizer);
+    best = checkpoint_extra(*checkpoint, "best");
     for (const auto& row : checkpoint->state.at("history")) result.history.push_back(EpochStats::from_json(row));
     stopper.restore(checkpoint->state.at("early_stopping"));
     stopped = checkpoint->state.value("stopped_early", false);
@@ -319,6 +349,15 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     say("data-parallel: rank " + std::to_string(rank) + " of " + std::to_string(ranks) + " (" + collective->backend() +
         "), " + std::to_string(options.batch_size) + " images per global batch");
   }
+  // The weight average starts from the (broadcast) initial weights, or continues a checkpoint's.
+  std::optional<WeightAverage> average;
+  if (options.ema_decay > 0) {
+    average.emplace(model, options.ema_decay);
+    std::optional<weights::StateDict> saved = checkpoint ? checkpoint_extra(*checkpoint, "average") : std::nullopt;
+    if (saved) average->restore(*saved, checkpoint->state.value("average_updates", std::int64_t{0}));
+    say("weight average: decay " + std::to_string(options.ema_decay) +
+        "; validation, the best epoch and the saved model use the averaged weights");
+  }
 
   for (std::int64_t epoch = first_epoch; epoch < options.epochs && !stopped; ++epoch) {
     seed_epoch(options.seed, epoch);
@@ -337,6 +376,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       if (cancelled && cancelled()) throw StageCancelled();
       const double lr = learning_rate(schedule, iteration);
       setup.set_learning_rate(lr);
+      if (const std::optional<double> momentum = scheduled_momentum(schedule, iteration)) setup.set_momentum(*momentum);
       stats.lr = lr;
       std::optional<MixedBatch> mixed;
       torch::Tensor x = input;
@@ -385,6 +425,7 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
       if (scaler.unscale(trainable)) {
         if (options.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, options.grad_clip_norm);
         setup.optimizer->step();
+        if (average) average->update();
       }
       train_totals.add(loss_value, logits.detach(), labels);
       ++iteration;
@@ -416,34 +457,19 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     stats.train_f1 = train_totals.confusion.macro_f1();
     stats.images_per_second = static_cast<double>(train_totals.samples) / std::max(1e-9, train_seconds);
 
-    // ---- validation (plain cross-entropy, comparable across settings) ----
+    // ---- validation; the best epoch's weights are those validated (the average, when kept) ----
     {
-      PhaseTotals val_totals(classes);
-      if (use_features) {
-        torch::NoGradGuard no_grad;
-        model.eval();
-        for (std::int64_t begin = 0; begin < val_features.size(0); begin += options.batch_size) {
-          const std::int64_t end = std::min(val_features.size(0), begin + options.batch_size);
-          const torch::Tensor logits = model.classify(val_features.slice(0, begin, end)).to(torch::kFloat32);
-          const torch::Tensor labels = val_labels.slice(0, begin, end);
-          val_totals.add(torch::nn::functional::cross_entropy(logits, labels).item<double>(), logits, labels);
-        }
-      } else {
-        val_totals = score_loader(model, val_loader, options, cancelled);
-        merge_over_ranks(val_totals, collective);
-      }
+      const WeightAverage::Swap averaged(average ? &*average : nullptr);
+      const PhaseTotals val_totals = validate(model, val_features, val_labels, val_loader, options, cancelled);
       stats.val_loss = val_totals.loss();
       stats.val_accuracy = val_totals.confusion.accuracy();
       stats.val_f1 = val_totals.confusion.macro_f1();
-    }
-    stats.seconds = seconds_since(epoch_start);
-    result.history.push_back(stats);
-
-    const std::string& monitor = options.early_stopping.metric;
-    const double monitored = monitor == "val_accuracy" ? stats.val_accuracy : monitor == "val_f1" ? stats.val_f1 : stats.val_loss;
-    if (stopper.observe(stats.epoch, monitored) && options.restore_best) {
-      best = weights::module_state_dict(model);
-      for (auto& entry : *best) entry.second = entry.second.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+      stats.seconds = seconds_since(epoch_start);
+      result.history.push_back(stats);
+      const std::string& monitor = options.early_stopping.metric;
+      const double monitored =
+          monitor == "val_accuracy" ? stats.val_accuracy : monitor == "val_f1" ? stats.val_f1 : stats.val_loss;
+      if (stopper.observe(stats.epoch, monitored) && options.restore_best) best = cpu_copy(model);
     }
     stopped = stopper.should_stop() && stats.epoch < options.epochs;
 
@@ -459,9 +485,14 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
     if (!resume_dir.empty() && options.writes_checkpoints) {
       json history = json::array();
       for (const auto& row : result.history) history.push_back(row.to_json());
-      const json state = {{"history", history}, {"early_stopping", stopper.state()}, {"stopped_early", stopped}};
+      const json state = {{"history", history},
+                          {"early_stopping", stopper.state()},
+                          {"stopped_early", stopped},
+                          {"average_updates", average ? average->updates() : 0}};
       fs::create_directories(resume_dir);
-      save_checkpoint(resume_dir, stats.epoch, model, *setup.optimizer, best ? &*best : nullptr, state);
+      const std::optional<weights::StateDict> averaged = average ? std::optional(average->state()) : std::nullopt;
+      save_checkpoint(resume_dir, stats.epoch, model, *setup.optimizer,
+                      {{"best", best ? &*best : nullptr}, {"average", averaged ? &*averaged : nullptr}}, state);
     }
   }
 
@@ -475,6 +506,8 @@ TrainResult train_model(models::ClassifierImpl& model, const fs::path& data_dir,
   result.best_epoch = stopper.has_best() ? stopper.best_epoch() : static_cast<std::int64_t>(result.history.size());
   if (options.restore_best && best) {
     weights::load_state_dict(model, *best, {}, "the best epoch's weights");
+  } else if (average) {
+    weights::load_state_dict(model, average->state(), {}, "the weight average");
   }
   return result;
 }

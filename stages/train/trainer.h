@@ -32,6 +32,9 @@ struct TrainerOptions {
   bool balanced_class_weights = false;
   MixOptions mix;                     // both alphas 0: no mixing
   double grad_clip_norm = 0;
+  // Exponential moving average of the weights (weight_average.h); 0 = off. With it, validation,
+  // early stopping, the best epoch and the returned model all use the averaged weights.
+  double ema_decay = 0;
   bool augment = true;
   bool cache_features = true;         // frozen backbone + no augmentation + no mixing: train on features
   EarlyStoppingSpec early_stopping;

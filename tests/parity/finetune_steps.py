@@ -6,7 +6,8 @@ images (raw float32 [N, 3, S, S], already normalised exactly as petal's loader d
 labels (raw int64 [N]), and the recipe. Every epoch is one full batch, so the order petal shuffles
 in does not matter. The loop is the textbook one: torchvision's mobilenet_v2, AdamW with the
 weight decay on weights only (tensors of one dimension, i.e. norm parameters and biases, exempt:
-petal's decay_norm_and_bias = false), OneCycleLR stepped per batch without momentum cycling,
+petal's decay_norm_and_bias = false), OneCycleLR stepped per batch (with its default momentum
+cycling: beta1 from 0.95 down to 0.85 and back, unless the config's cycle_momentum is false),
 cross-entropy with label smoothing. It writes the loss and learning rate of every step to OUT.json
 and the final state dict to OUT_WEIGHTS.pth.
 """
@@ -37,18 +38,20 @@ def main():
     optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": config["weight_decay"]},
                                    {"params": exempt, "weight_decay": 0.0}], lr=config["lr"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["max_lr"], total_steps=config["epochs"],
-                                                   pct_start=config["pct_start"], cycle_momentum=False)
+                                                   pct_start=config["pct_start"],
+                                                   cycle_momentum=config.get("cycle_momentum", True))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    losses, rates = [], []
+    losses, rates, betas = [], [], []
     for _ in range(config["epochs"]):
         loss = criterion(model(images), labels)
         losses.append(loss.item())
         rates.append(optimizer.param_groups[0]["lr"])
+        betas.append(optimizer.param_groups[0]["betas"][0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-    json.dump({"losses": losses, "rates": rates}, open(sys.argv[2], "w"))
+    json.dump({"losses": losses, "rates": rates, "beta1": betas}, open(sys.argv[2], "w"))
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[3])
 
 

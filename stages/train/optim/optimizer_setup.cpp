@@ -72,6 +72,21 @@ void OptimizerSetup::set_learning_rate(double base) {
   for (std::size_t i = 0; i < param_groups.size(); ++i) param_groups[i].options().set_lr(base * groups[i].lr_multiplier);
 }
 
+void OptimizerSetup::set_momentum(double momentum) {
+  for (auto& group : optimizer->param_groups()) {
+    auto& options = group.options();
+    if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&options)) {
+      sgd->momentum(momentum);
+    } else if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&options)) {
+      adam->betas({momentum, std::get<1>(adam->betas())});
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&options)) {
+      adamw->betas({momentum, std::get<1>(adamw->betas())});
+    } else if (auto* radam = dynamic_cast<RAdamOptions*>(&options)) {
+      radam->betas({momentum, std::get<1>(radam->betas())});
+    }
+  }
+}
+
 std::size_t block_index(const models::ClassifierImpl& model, const std::string& block) {
   const auto blocks = model.blocks();
   for (std::size_t i = 0; i < blocks.size(); ++i) {

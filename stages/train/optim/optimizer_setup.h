@@ -42,6 +42,7 @@ struct OptimizerSetup {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<ParamGroupInfo> groups;  // parallel to optimizer->param_groups()
   void set_learning_rate(double base);  // every group: base x its multiplier
+  void set_momentum(double momentum);   // every group: SGD's momentum, or beta1 of Adam/AdamW/RAdam
 };
 
 // The index of `block` in model.blocks(), or throws std::invalid_argument listing the blocks.

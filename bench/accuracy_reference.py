@@ -53,13 +53,16 @@ def entry_out(state, key):
 
 
 def run_petal(args, seed, state):
+    # Untracked, so the register stage (which needs MLflow) is switched off; it comes after evaluate
+    # and changes no other stage's key.
+    sets = ["--set", f"split.seed={seed}", "--set", "register.enabled=false"]
     start = time.monotonic()
-    cmd = [args.petal, "--state-dir", state, "run", "--no-tracking", args.experiment, "--set", f"split.seed={seed}"]
+    cmd = [args.petal, "--state-dir", state, "run", "--no-tracking", args.experiment, *sets]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.monotonic() - start
     if done.returncode != 0:
         sys.exit(f"accuracy_reference: {' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}")
-    status = subprocess.run([args.petal, "--state-dir", state, "status", args.experiment, "--set", f"split.seed={seed}",
+    status = subprocess.run([args.petal, "--state-dir", state, "status", args.experiment, *sets,
                              "--json"], stdout=subprocess.PIPE, text=True, check=True)
     keys = {s["stage"]: s["key"] for s in json.loads(status.stdout)["stages"]}
     split_out = entry_out(state, keys["split"])

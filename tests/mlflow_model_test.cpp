@@ -242,6 +242,10 @@ TEST_CASE("mlflow model: mlflow.pyfunc loads mobilenet_v2 and efficientnet_lite0
   check_pyfunc_cases("mobilenet_v2,efficientnet_lite0,efficientnet_lite0_mlp");
 }
 
+TEST_CASE("mlflow model: mlflow.pyfunc loads efficientnet_lite1 and efficientnet_lite2 (MLP head) strictly and predicts") {
+  check_pyfunc_cases("efficientnet_lite1,efficientnet_lite2_mlp");
+}
+
 TEST_CASE("mlflow model: mlflow.pyfunc loads small_cnn strictly and predicts") {
   check_pyfunc_cases("small_cnn,small_cnn_mlp");
 }

@@ -1,6 +1,8 @@
 // The torch-free facts about the model zoo: names, published weight files, input statistics.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "stages/train/model_names.h"
 
 using namespace petal;
@@ -13,7 +15,7 @@ TEST_CASE("a torchvision file name's sha256 prefix is read from its last dash, a
   CHECK(sha256_prefix_of("resnet-18.pth").empty());          // too short to be a digest prefix
 }
 
-TEST_CASE("published ImageNet weights are torchvision URLs per architecture, none for small_cnn and lite0") {
+TEST_CASE("published ImageNet weights are torchvision URLs per architecture, none for small_cnn and lite0/1/2") {
   const auto resnet = imagenet_weights("resnet50");
   REQUIRE(resnet);
   CHECK(resnet->url == "https://download.pytorch.org/models/resnet50-0676ba61.pth");
@@ -24,13 +26,29 @@ TEST_CASE("published ImageNet weights are torchvision URLs per architecture, non
   CHECK(imagenet_weights("maxvit_t")->sha256_prefix == "bc5ab103");
   CHECK_FALSE(imagenet_weights("small_cnn"));
   CHECK_FALSE(imagenet_weights("efficientnet_lite0"));
+  CHECK_FALSE(imagenet_weights("efficientnet_lite1"));
+  CHECK_FALSE(imagenet_weights("efficientnet_lite2"));
   for (const std::string& name : architecture_names()) {
-    if (name != "small_cnn" && name != "efficientnet_lite0") CHECK_MESSAGE(imagenet_weights(name), name);
+    if (name != "small_cnn" && !is_efficientnet_lite(name)) CHECK_MESSAGE(imagenet_weights(name), name);
   }
 }
 
-TEST_CASE("input statistics follow where the weights came from: inception for lite0 and inception_v3, ImageNet otherwise") {
+TEST_CASE("the efficientnet_lite family is lite0, lite1 and lite2, all in the zoo") {
+  for (const std::string name : {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}) {
+    CAPTURE(name);
+    CHECK(is_efficientnet_lite(name));
+    CHECK(std::find(architecture_names().begin(), architecture_names().end(), name) != architecture_names().end());
+  }
+  CHECK_FALSE(is_efficientnet_lite("efficientnet_b0"));
+  CHECK_FALSE(is_efficientnet_lite("efficientnet_lite3"));  // not in the zoo
+  CHECK(architecture_list().find("efficientnet_lite0, efficientnet_lite1, efficientnet_lite2") != std::string::npos);
+}
+
+TEST_CASE("input statistics follow where the weights came from: inception for lite0/1/2 and inception_v3, ImageNet otherwise") {
   CHECK(default_normalization("efficientnet_lite0") == "inception");
+  CHECK(default_normalization("efficientnet_lite1") == "inception");
+  CHECK(default_normalization("efficientnet_lite2") == "inception");
+  CHECK(default_normalization("efficientnet_b0") == "imagenet");
   CHECK(default_normalization("inception_v3") == "inception");
   CHECK(default_normalization("vit_b_16") == "imagenet");
   CHECK(default_normalization("resnet18") == "imagenet");

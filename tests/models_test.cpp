@@ -166,6 +166,11 @@ TEST_CASE("model parity: densenet121") { check_parity("densenet121", 64); }
 TEST_CASE("model parity: mobilenet_v2") { check_parity("mobilenet_v2", 64); }
 TEST_CASE("model parity: efficientnet_b0") { check_parity("efficientnet_b0", 64); }
 TEST_CASE("model parity: efficientnet_lite0") { check_parity("efficientnet_lite0", 64); }
+// Lite1 and Lite2 pad as the package does for their own 240 and 260 px (odd maps: symmetric
+// stride-2 padding), which 64 px inputs exercise as well as the native sizes: the padding is a
+// constant of each layer.
+TEST_CASE("model parity: efficientnet_lite1") { check_parity("efficientnet_lite1", 64); }
+TEST_CASE("model parity: efficientnet_lite2") { check_parity("efficientnet_lite2", 64); }
 TEST_CASE("model parity: small_cnn") { check_parity("small_cnn", 64); }
 TEST_CASE("model parity: convnext_tiny, and one step's gradients") { check_parity("convnext_tiny", 64, "eval"); }
 // 64 px: 4 x 4 patches, the position embedding resized from its 14 x 14 grid (torchvision's

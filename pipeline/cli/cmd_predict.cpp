@@ -36,6 +36,10 @@ CLI::App* setup_predict(CLI::App& app, PredictOptions& options) {
                       "MLflow server for runs:/ and models:/ (default: $MLFLOW_TRACKING_URI, else petal's local server)");
   command->add_option("--threads", options.threads, "LibTorch threads (default: $PETAL_THREADS or the cores)")
       ->check(CLI::Range(1, 1024));
+  command->add_option("--tta", options.tta,
+                      "test-time augmentation: flip = average each image's probabilities with its mirror image's "
+                      "(as the evaluate stage's tta)")
+      ->check(CLI::IsMember({"none", "flip"}));
   return command;
 }
 
@@ -68,7 +72,7 @@ json run_worker(const fs::path& model_dir, const PredictOptions& options) {
   const fs::path output = fs::temp_directory_path() / ("petal-predict-" + std::to_string(::getpid()) + ".json");
   SubprocessSpec spec;
   spec.argv = {worker_executable("petal-worker").string(), "predict", "--model", model_dir.string(), "--threads",
-               std::to_string(options.threads > 0 ? options.threads : worker_thread_budget())};
+               std::to_string(options.threads > 0 ? options.threads : worker_thread_budget()), "--tta", options.tta};
   for (const auto& image : options.images) spec.argv.push_back(image);
   spec.output_file = output;
   const SubprocessResult result = run_subprocess(spec, [] { return Interrupt::requested(); });

@@ -18,6 +18,7 @@
 #include "stages/evaluate/grad_cam.h"
 #include "stages/evaluate/mlflow_model.h"
 #include "stages/evaluate/report_charts.h"
+#include "stages/evaluate/test_time_augmentation.h"
 #include "stages/train/loader.h"
 #include "stages/train/trained_model.h"
 
@@ -79,7 +80,7 @@ struct SplitPredictions {
 };
 
 SplitPredictions predict_split(train::TrainedModel& model, const fs::path& data_dir, const std::string& split,
-                               std::int64_t batch_size, int workers, torch::Device device,
+                               std::int64_t batch_size, int workers, torch::Device device, const std::string& tta,
                                const std::function<bool()>& cancelled) {
   LoaderOptions options = LoaderOptions::evaluation(data_dir, split, batch_size);
   options.workers = workers;
@@ -91,7 +92,7 @@ SplitPredictions predict_split(train::TrainedModel& model, const fs::path& data_
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     if (cancelled()) throw StageCancelled();
-    const torch::Tensor p = torch::softmax(model.network->forward(batch->images.to(device)), 1).to(torch::kCPU).contiguous();
+    const torch::Tensor p = evaluate::class_probabilities(*model.network, batch->images.to(device), tta).to(torch::kCPU).contiguous();
     out.probabilities.insert(out.probabilities.end(), p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
     const std::int64_t* labels = batch->labels.data_ptr<std::int64_t>();
     const std::int64_t* rows = batch->indices.data_ptr<std::int64_t>();
@@ -246,7 +247,8 @@ void run_evaluate_stage(StageContext& ctx) {
   json metrics = json::object(), report = json::object();
   bool explained = false;
   for (const std::string& split : p.at("splits").get<std::vector<std::string>>()) {
-    const SplitPredictions s = predict_split(model, data_dir, split, p.at("batch_size"), threads, device, ctx.cancelled);
+    const SplitPredictions s = predict_split(model, data_dir, split, p.at("batch_size"), threads, device,
+                                               p.value("tta", std::string("none")), ctx.cancelled);
     if (s.labels.empty()) {
       ctx.report.note("split " + split + " has no images: not evaluated");
       continue;

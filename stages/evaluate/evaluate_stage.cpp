@@ -4,6 +4,7 @@
 
 #include "pipeline/exec/worker_client.h"
 
+
 namespace petal {
 
 using nlohmann::json;
@@ -18,6 +19,9 @@ StageKind make_evaluate_stage() {
   kind.params = {
       ParamSpec::strings("splits", {"test", "val"}, "the splits scored (train, val, test); Grad-CAM uses the first"),
       ParamSpec::integer("batch_size", 64, "images per forward pass").at_least(1).at_most(65536),
+      ParamSpec::choice("tta", {"none", "flip"}, "none",
+                        "test-time augmentation: flip = average the probabilities of each image and its mirror "
+                        "image (twice the inference time)"),
       ParamSpec::integer("top_k", 5, "also report top-k accuracy when there are more than k classes").at_least(2).at_most(1000),
       ParamSpec::integer("gallery_images", 24, "misclassified images shown per split, most confident first; 0 = none")
           .at_least(0)

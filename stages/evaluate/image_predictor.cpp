@@ -6,6 +6,7 @@
 
 #include "stages/augment/augment_pipeline.h"
 #include "stages/augment/image_decode.h"
+#include "stages/evaluate/test_time_augmentation.h"
 
 namespace petal::evaluate {
 
@@ -19,7 +20,7 @@ at::Tensor preprocess_image(const std::vector<unsigned char>& bytes, const train
 }
 
 std::vector<FilePrediction> predict_files(train::TrainedModel& model, const std::vector<std::filesystem::path>& files,
-                                          int batch_size) {
+                                          int batch_size, const std::string& tta) {
   torch::NoGradGuard no_grad;
   model.network->eval();
   std::vector<FilePrediction> out(files.size());
@@ -28,7 +29,7 @@ std::vector<FilePrediction> predict_files(train::TrainedModel& model, const std:
   std::vector<std::size_t> rows;  // which files the pending inputs are
   const auto run_batch = [&] {
     if (inputs.empty()) return;
-    const at::Tensor probabilities = torch::softmax(model.network->forward(torch::stack(inputs)), 1).contiguous();
+    const at::Tensor probabilities = class_probabilities(*model.network, torch::stack(inputs), tta).contiguous();
     for (std::size_t j = 0; j < rows.size(); ++j) {
       const float* p = probabilities[static_cast<std::int64_t>(j)].data_ptr<float>();
       out[rows[j]].probabilities.assign(p, p + probabilities.size(1));

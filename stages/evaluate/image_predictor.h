@@ -23,8 +23,9 @@ struct FilePrediction {
 };
 
 // One prediction per file, in order; the readable files are run in batches of `batch_size`, and a
-// file that cannot be read or decoded gets its error instead of stopping the others.
+// file that cannot be read or decoded gets its error instead of stopping the others. `tta`: see
+// test_time_augmentation.h.
 std::vector<FilePrediction> predict_files(train::TrainedModel& model, const std::vector<std::filesystem::path>& files,
-                                          int batch_size = 32);
+                                          int batch_size = 32, const std::string& tta = "none");
 
 }  // namespace petal::evaluate

@@ -320,8 +320,8 @@ std::vector<std::string> pyfunc_requirements(const std::string& architecture, co
   // Release series rather than exact versions where Debian's build and PyPI's differ in name:
   // Debian 12's python3-torch is "1.13.0a0", PyPI's is 1.13.1; both satisfy "==1.13.*".
   std::vector<std::string> requirements = {"mlflow==" + mlflow_version, "torch==1.13.*"};
-  if (architecture != "small_cnn" && architecture != "efficientnet_lite0") requirements.push_back("torchvision==0.14.*");
-  if (architecture == "efficientnet_lite0") requirements.push_back("efficientnet_lite_pytorch==0.1.0");
+  if (architecture != "small_cnn" && !is_efficientnet_lite(architecture)) requirements.push_back("torchvision==0.14.*");
+  if (is_efficientnet_lite(architecture)) requirements.push_back("efficientnet_lite_pytorch==0.1.0");
   requirements.push_back("numpy==1.26.4");
   requirements.push_back("pandas==3.0.6");
   requirements.push_back("opencv-python-headless==4.6.0.*");  // petal's decoding: OpenCV 4.6

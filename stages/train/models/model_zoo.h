@@ -13,7 +13,7 @@ Classifier make_vgg16_bn(const HeadSpec& head);
 Classifier make_densenet121(const HeadSpec& head);
 Classifier make_mobilenet_v2(const HeadSpec& head);
 Classifier make_efficientnet_b0(const HeadSpec& head);
-Classifier make_efficientnet_lite0(const HeadSpec& head);
+Classifier make_efficientnet_lite(int variant, const HeadSpec& head);  // efficientnet_lite0, 1 or 2
 Classifier make_small_cnn(const HeadSpec& head);
 Classifier make_convnext_tiny(const HeadSpec& head);
 Classifier make_vit_b_16(const HeadSpec& head);

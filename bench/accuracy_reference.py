@@ -119,6 +119,7 @@ def run_reference(args, split_tsv, root, seed):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as petal's device = "auto"
     start = time.monotonic()
     rows, classes = read_split(split_tsv, root)
     index = {name: i for i, name in enumerate(classes)}
@@ -140,7 +141,7 @@ def run_reference(args, split_tsv, root, seed):
 
     val_x, val_y = tensors("val", eval_tf)
     test_x, test_y = tensors("test", eval_tf)
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=args.weights, num_classes=len(classes))
+    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=args.weights, num_classes=len(classes)).to(device)
     batch = 64
     steps_per_epoch = math.ceil(len(data["train"]) / batch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
@@ -151,7 +152,7 @@ def run_reference(args, split_tsv, root, seed):
     def predict(xs):
         model.eval()
         with torch.no_grad():
-            return torch.cat([model(xs[i:i + 128]).argmax(1) for i in range(0, len(xs), 128)])
+            return torch.cat([model(xs[i:i + 128].to(device)).argmax(1).cpu() for i in range(0, len(xs), 128)])
 
     best = (-1.0, None)
     for epoch in range(args.epochs):
@@ -162,14 +163,14 @@ def run_reference(args, split_tsv, root, seed):
             xs = torch.stack([train_tf(data["train"][i][0]) for i in chosen])
             ys = torch.tensor([index[data["train"][i][1]] for i in chosen])
             optimizer.zero_grad()
-            loss_fn(model(xs), ys).backward()
+            loss_fn(model(xs.to(device)), ys.to(device)).backward()
             optimizer.step()
             schedule.step()
         val_accuracy = (predict(val_x) == val_y).float().mean().item()
         print(f"  reference seed {seed} epoch {epoch + 1}: val accuracy {val_accuracy:.4f}", flush=True)
         if val_accuracy > best[0]:
             best = (val_accuracy, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[1])
+    model.load_state_dict(best[1])  # the clones stay on the device
     predicted = predict(test_x)
     accuracy = (predicted == test_y).float().mean().item()
     f1 = macro_f1(test_y.tolist(), predicted.tolist(), len(classes))

@@ -127,7 +127,7 @@ std::vector<std::pair<std::string, std::string>> check_train_params(const json& 
       problems.emplace_back("weights_file", "must name a file when weights = \"file\"");
     }
     const std::string model = params.at("model").get<std::string>();
-    const bool lite = model.rfind("efficientnet_lite", 0) == 0;
+    const bool lite = is_efficientnet_lite(model);
     if (weights == "imagenet" && !imagenet_weights(model) && !lite) {
       problems.emplace_back("weights", "has no ImageNet file for " + model + "; use \"none\" or \"file\"");
     }

@@ -30,7 +30,7 @@ struct ModelSpec {
 };
 
 // A network = feature_map -> embed -> classify. Parameter and buffer names are torchvision's (or,
-// for efficientnet_lite0, those of the efficientnet_lite_pytorch package), so their state dicts
+// for efficientnet_lite0/1/2, those of the efficientnet_lite_pytorch package), so their state dicts
 // load directly. In-place ReLU and residual adds are used where torchvision uses them (speed).
 class ClassifierImpl : public torch::nn::Module {
  public:
@@ -75,7 +75,7 @@ class ClassifierImpl : public torch::nn::Module {
 using Classifier = std::shared_ptr<ClassifierImpl>;
 
 // Builds the head described by `spec` for `in_features` inputs. `linear_layout` is how the
-// architecture wraps a plain linear head: "linear" (a bare Linear: resnet, densenet, lite0) or
+// architecture wraps a plain linear head: "linear" (a bare Linear: resnet, densenet, lite0/1/2) or
 // "dropout_linear" (Sequential(Dropout, Linear): mobilenet_v2, efficientnet_b0).
 torch::nn::AnyModule make_head(const HeadSpec& spec, std::int64_t in_features, const std::string& linear_layout,
                                double default_dropout);

@@ -14,6 +14,7 @@
 #include "pipeline/util/error.h"
 #include "pipeline/util/subprocess.h"
 #include "stages/download/http_fetch.h"
+#include "stages/evaluate/tta_modes.h"
 #include "tracking/local_server.h"
 #include "tracking/model_uri.h"
 
@@ -36,10 +37,8 @@ CLI::App* setup_predict(CLI::App& app, PredictOptions& options) {
                       "MLflow server for runs:/ and models:/ (default: $MLFLOW_TRACKING_URI, else petal's local server)");
   command->add_option("--threads", options.threads, "LibTorch threads (default: $PETAL_THREADS or the cores)")
       ->check(CLI::Range(1, 1024));
-  command->add_option("--tta", options.tta,
-                      "test-time augmentation: flip = average each image's probabilities with its mirror image's "
-                      "(as the evaluate stage's tta)")
-      ->check(CLI::IsMember({"none", "flip"}));
+  command->add_option("--tta", options.tta, std::string(evaluate::tta_help()) + " (as the evaluate stage's tta)")
+      ->check(CLI::IsMember(evaluate::tta_modes()));
   return command;
 }
 

@@ -93,7 +93,7 @@ struct PredictOptions {
   bool json = false;
   std::string tracking_uri;
   int threads = 0;                  // 0: $PETAL_THREADS or the cores
-  std::string tta = "none";         // test-time augmentation: none | flip
+  std::string tta = "none";         // test-time augmentation: evaluate::tta_modes()
 };
 CLI::App* setup_predict(CLI::App& app, PredictOptions& options);
 // Exit code 0 when every image was classified, 1 when one could not be read or decoded.

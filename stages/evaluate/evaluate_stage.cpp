@@ -3,6 +3,7 @@
 #include <set>
 
 #include "pipeline/exec/worker_client.h"
+#include "stages/evaluate/tta_modes.h"
 
 
 namespace petal {
@@ -19,9 +20,7 @@ StageKind make_evaluate_stage() {
   kind.params = {
       ParamSpec::strings("splits", {"test", "val"}, "the splits scored (train, val, test); Grad-CAM uses the first"),
       ParamSpec::integer("batch_size", 64, "images per forward pass").at_least(1).at_most(65536),
-      ParamSpec::choice("tta", {"none", "flip"}, "none",
-                        "test-time augmentation: flip = average the probabilities of each image and its mirror "
-                        "image (twice the inference time)"),
+      ParamSpec::choice("tta", evaluate::tta_modes(), "none", evaluate::tta_help()),
       ParamSpec::integer("top_k", 5, "also report top-k accuracy when there are more than k classes").at_least(2).at_most(1000),
       ParamSpec::integer("gallery_images", 24, "misclassified images shown per split, most confident first; 0 = none")
           .at_least(0)

@@ -42,7 +42,7 @@ bool parse_args(int argc, char** argv, PredictArgs& args) {
 int run_predict_command(int argc, char** argv) {
   PredictArgs args;
   if (!parse_args(argc, argv, args)) {
-    std::fprintf(stderr, "usage: petal-worker predict --model DIR [--threads N] [--batch-size B] [--tta none|flip] IMAGE...\n");
+    std::fprintf(stderr, "usage: petal-worker predict --model DIR [--threads N] [--batch-size B] [--tta none|flip|crops|flip_crops] IMAGE...\n");
     return 2;
   }
   torch::set_num_threads(args.threads);
